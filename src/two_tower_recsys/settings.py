@@ -1,0 +1,248 @@
+"""Typed settings: the plain objects that library code receives.
+
+Hydra composes YAML at the edge (``pipelines/``); :func:`settings_from_mapping` turns the result
+into these frozen dataclasses, rejecting unknown keys and wrong types with a message that names
+the key. Nothing below the pipelines reads a global configuration.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar, get_args, get_origin
+
+from two_tower_recsys.errors import ConfigError
+
+
+def _require_positive(owner: str, **values: float | None) -> None:
+    for name, value in values.items():
+        if value is not None and value <= 0:
+            raise ConfigError(f"{owner}.{name} must be positive, got {value}")
+
+
+@dataclass(frozen=True)
+class SyntheticSpec:
+    """Size and seed of a generated MovieLens-format dataset."""
+
+    users: int = 2_000
+    movies: int = 1_500
+    ratings: int = 150_000
+    seed: int = 0
+    clusters: int = 16  # latent taste groups: enough that collaborative signal beats popularity
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where a dataset comes from and how its ratings become positives."""
+
+    name: str
+    url: str | None = None  # grouplens download; None for custom and synthetic data
+    md5: str | None = (
+        None  # expected checksum of the zip; None: recorded on first verified download
+    )
+    md5_url: str | None = None  # grouplens publishes <zip>.md5 beside each zip
+    size_bytes: int | None = None
+    synthetic: SyntheticSpec | None = None  # set for generated datasets
+    rating_threshold: float = 4.0
+    min_user_interactions: int = 5
+    min_item_interactions: int = 5
+
+    def __post_init__(self) -> None:
+        _require_positive(
+            "data",
+            min_user_interactions=self.min_user_interactions,
+            min_item_interactions=self.min_item_interactions,
+        )
+
+
+@dataclass(frozen=True)
+class PathsConfig:
+    raw_zip: Path
+    processed_dir: Path = Path("data/processed")
+    artifacts_dir: Path = Path("artifacts")
+    plots_dir: Path = Path("plots")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    recall_ks: tuple[int, ...] = (10, 50, 100)
+    ndcg_ks: tuple[int, ...] = (10, 50)
+    batch_size: int = 1024  # users scored at once: 1024 x 27k float32 = 110 MB
+
+    def __post_init__(self) -> None:
+        _require_positive("eval", batch_size=self.batch_size)
+        for k in (*self.recall_ks, *self.ndcg_ks):
+            _require_positive("eval", k=k)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: Literal["two_tower", "popularity"] = "two_tower"
+    user_tower: Literal["id"] = "id"
+    embedding_dim: int = 64
+    temperature: float = 1.0
+    negatives: Literal["in_batch", "full"] = "in_batch"
+    logq_correction: bool = True
+    init_std: float = 0.1
+
+    def __post_init__(self) -> None:
+        _require_positive("model", embedding_dim=self.embedding_dim, temperature=self.temperature)
+
+
+@dataclass(frozen=True)
+class TrainerConfig:
+    max_epochs: int = 20
+    max_interactions: int = 2_000_000  # positive pairs drawn per epoch
+    batch_size: int = 4096
+    optimizer: Literal["adam", "adamw", "sparse_adam"] = "adam"
+    lr: float = 0.01
+    weight_decay: float = 0.0
+    early_stopping_patience: int = 3
+    monitor_k: int = 50
+    accelerator: str = "cpu"
+    devices: int | str = 1
+    num_nodes: int = 1
+    strategy: str = "auto"
+    deterministic: bool = True
+    progress_bar: bool = True
+    limit_train_batches: int | float | None = None
+
+    def __post_init__(self) -> None:
+        _require_positive(
+            "trainer",
+            max_epochs=self.max_epochs,
+            max_interactions=self.max_interactions,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            num_nodes=self.num_nodes,
+        )
+
+
+@dataclass(frozen=True)
+class MlflowConfig:
+    tracking_uri: str = "http://127.0.0.1:8080"
+    experiment_name: str = "two-tower-recsys"
+    fallback_uri: str = "mlruns"  # local store used when no server answers at tracking_uri
+    connect_timeout_s: float = 2.0
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    mlflow: MlflowConfig = field(default_factory=MlflowConfig)
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
+class InferConfig:
+    user_id: int = 1
+    k: int = 10
+    filter_seen: bool = True
+    batch_size: int = 1024
+    max_request_rows: int = 10_000
+
+    def __post_init__(self) -> None:
+        _require_positive(
+            "infer", k=self.k, batch_size=self.batch_size, max_request_rows=self.max_request_rows
+        )
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    data: DataConfig
+    paths: PathsConfig
+    model: ModelConfig = field(default_factory=ModelConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    infer: InferConfig = field(default_factory=InferConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    seed: int = 42
+
+
+T = TypeVar("T")
+
+
+def settings_from_mapping(cls: type[T], values: Mapping[str, Any], where: str = "") -> T:
+    """Build dataclass ``cls`` from a plain mapping, checking keys and types recursively."""
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"{where or cls.__name__} must be a mapping, got {type(values).__name__}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        names = ", ".join(_join(where, key) for key in unknown)
+        raise ConfigError(f"unknown config key(s): {names} (known: {', '.join(known)})")
+    kwargs = {}
+    for name, spec in known.items():
+        key = _join(where, name)
+        if name not in values:
+            if spec.default is dataclasses.MISSING and spec.default_factory is dataclasses.MISSING:
+                raise ConfigError(f"config key {key} is required")
+            continue
+        kwargs[name] = _convert(hints[name], values[name], key)
+    return cls(**kwargs)
+
+
+def _join(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key
+
+
+def _convert(annotation: Any, value: Any, key: str) -> Any:
+    origin = get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        options = get_args(annotation)
+        if value is None:
+            if type(None) in options:
+                return None
+            raise ConfigError(f"config key {key} must not be null")
+        errors = []
+        for option in (o for o in options if o is not type(None)):
+            try:
+                return _convert(option, value, key)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(
+            errors[0] if len(errors) == 1 else f"config key {key} has invalid value {value!r}"
+        )
+    if origin is Literal:
+        choices = get_args(annotation)
+        if value not in choices:
+            raise ConfigError(
+                f"config key {key} must be one of {', '.join(map(str, choices))}, got {value!r}"
+            )
+        return value
+    if origin is tuple:
+        (item_type, _ellipsis) = get_args(annotation)
+        if isinstance(value, str | bytes) or not isinstance(value, typing.Sequence):
+            raise ConfigError(f"config key {key} must be a list, got {value!r}")
+        return tuple(_convert(item_type, item, f"{key}[{i}]") for i, item in enumerate(value))
+    if dataclasses.is_dataclass(annotation):
+        if value is None:
+            raise ConfigError(f"config key {key} must not be null")
+        return settings_from_mapping(annotation, value, key)
+    if value is None:
+        raise ConfigError(f"config key {key} must not be null")
+    if annotation is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"config key {key} must be true or false, got {value!r}")
+        return value
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"config key {key} must be an integer, got {value!r}")
+        return value
+    if annotation is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"config key {key} must be a number, got {value!r}")
+        return float(value)
+    if annotation is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"config key {key} must be a string, got {value!r}")
+        return value
+    if annotation is Path:
+        if not isinstance(value, str | Path) or str(value) == "":
+            raise ConfigError(f"config key {key} must be a path, got {value!r}")
+        return Path(value)
+    raise TypeError(f"unsupported settings type {annotation!r} for {key}")  # a bug, not user input

@@ -1,0 +1,76 @@
+from pathlib import Path
+
+import pytest
+
+from two_tower_recsys.errors import ConfigError
+from two_tower_recsys.pipelines.hydra_edge import compose_settings
+from two_tower_recsys.settings import AppConfig, DataConfig, EvalConfig, settings_from_mapping
+
+
+def test_default_config_has_the_original_defaults():
+    settings = compose_settings()
+    assert settings.data.name == "ml-20m"
+    assert settings.data.md5 == "cd245b17a1ae2cc31bb14903e1204af3"
+    assert settings.data.size_bytes == 198_702_078
+    assert (settings.data.rating_threshold, settings.data.min_user_interactions) == (4.0, 5)
+    assert settings.data.min_item_interactions == 5
+    assert settings.trainer.max_interactions == 2_000_000
+    assert settings.model.embedding_dim == 64 and settings.model.temperature == 1.0
+    assert settings.eval.recall_ks == (10, 50, 100)
+    assert settings.paths.raw_zip == Path("data/raw/ml-20m.zip")
+    assert settings.paths.processed_dir == Path("data/processed")
+    assert settings.paths.artifacts_dir == Path("artifacts") and settings.paths.plots_dir == Path(
+        "plots"
+    )
+    assert settings.logging.mlflow.tracking_uri == "http://127.0.0.1:8080"
+
+
+@pytest.mark.parametrize(
+    "name", ["ml-20m", "ml-25m", "ml-32m", "ml-latest-small", "custom", "synthetic"]
+)
+def test_every_dataset_config_composes(name):
+    settings = compose_settings([f"data={name}"])
+    assert settings.data.name == name
+    assert settings.paths.raw_zip == Path(f"data/raw/{name}.zip")
+    if name.startswith("ml-"):
+        assert settings.data.url == f"https://files.grouplens.org/datasets/movielens/{name}.zip"
+
+
+def test_overrides_reach_the_typed_settings():
+    settings = compose_settings(
+        ["data=ml-latest-small", "paths.raw_zip=/tmp/x.zip", "data.rating_threshold=3.5"]
+    )
+    assert settings.paths.raw_zip == Path("/tmp/x.zip")
+    assert settings.data.rating_threshold == 3.5
+
+
+def test_added_unknown_key_is_an_error():
+    with pytest.raises(ConfigError, match="unknown config key\\(s\\): data.colour"):
+        compose_settings(["+data.colour=red"])
+
+
+def test_wrong_type_names_the_key():
+    with pytest.raises(ConfigError, match="data.min_user_interactions must be an integer"):
+        compose_settings(["data.min_user_interactions=many"])
+
+
+def test_non_positive_values_are_rejected():
+    with pytest.raises(ConfigError, match="infer.k must be positive, got 0"):
+        compose_settings(["infer.k=0"])
+
+
+def test_literal_choices_are_checked():
+    with pytest.raises(ConfigError, match="model.negatives must be one of in_batch, full"):
+        compose_settings(["model.negatives=random"])
+
+
+def test_missing_required_key():
+    with pytest.raises(ConfigError, match="config key paths is required"):
+        settings_from_mapping(AppConfig, {"data": {"name": "x"}})
+
+
+def test_tuples_and_nested_dataclasses():
+    config = settings_from_mapping(EvalConfig, {"recall_ks": [1, 2], "ndcg_ks": []})
+    assert config.recall_ks == (1, 2) and config.ndcg_ks == ()
+    data = settings_from_mapping(DataConfig, {"name": "s", "synthetic": {"users": 5}})
+    assert data.synthetic.users == 5
