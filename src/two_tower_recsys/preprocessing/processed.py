@@ -1,0 +1,135 @@
+"""The processed dataset on disk (``data/processed/``) and in memory.
+
+Files: ``train/val/test.parquet`` (user_idx, item_idx, timestamp, rating), ``user2idx.json`` and
+``item2idx.json`` (original id -> index), ``titles.parquet`` (item_idx, movieId, title, genres),
+``stats.json`` and ``manifest.json``. The manifest records the fingerprint (input checksum and
+filter parameters) the files were built from and every file's sha256; it is written last, and
+loading verifies it, so a half-written or stale directory is never trusted.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from two_tower_recsys.errors import DataError
+from two_tower_recsys.preprocessing.split import SPLITS, TEST, TRAIN, VAL, IndexedSplits
+from two_tower_recsys.utils.fileio import (
+    commit_staged_directory,
+    read_json,
+    staged_directory,
+    verify_manifest,
+    write_manifest,
+)
+
+FORMAT_VERSION = 1
+STATS_FILE = "stats.json"
+TITLES_FILE = "titles.parquet"
+
+
+@dataclass(frozen=True)
+class ProcessedDataset:
+    train: pl.DataFrame
+    val: pl.DataFrame
+    test: pl.DataFrame
+    user_ids: np.ndarray  # user_idx -> userId
+    item_ids: np.ndarray  # item_idx -> movieId
+    titles: pl.DataFrame  # item_idx, movieId, title, genres (one row per item, in item_idx order)
+    stats: dict[str, Any]
+
+    @property
+    def n_users(self) -> int:
+        return len(self.user_ids)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_ids)
+
+    def split(self, name: str) -> pl.DataFrame:
+        return {TRAIN: self.train, VAL: self.val, TEST: self.test}[name]
+
+
+def titles_for(item_ids: np.ndarray, movies: pl.DataFrame) -> pl.DataFrame:
+    catalogue = pl.DataFrame(
+        {"item_idx": np.arange(len(item_ids), dtype=np.int32), "movieId": item_ids}
+    )
+    return catalogue.join(movies, on="movieId", how="left", maintain_order="left").with_columns(
+        pl.col("title").fill_null(""), pl.col("genres").fill_null("")
+    )
+
+
+def dataset_stats(splits: IndexedSplits, dataset_name: str, input_md5: str) -> dict[str, Any]:
+    return {
+        "name": dataset_name,
+        "input_md5": input_md5,
+        "users": len(splits.user_ids),
+        "items": len(splits.item_ids),
+        "train_rows": splits.train.height,
+        "val_rows": splits.val.height,
+        "test_rows": splits.test.height,
+    }
+
+
+def save_processed(
+    directory: Path,
+    splits: IndexedSplits,
+    titles: pl.DataFrame,
+    stats: dict[str, Any],
+    fingerprint: dict[str, Any],
+) -> None:
+    """Write the dataset into a staging directory, then commit it with its manifest last."""
+    with staged_directory(directory) as staging:
+        for name, frame in splits.frames().items():
+            frame.write_parquet(staging / f"{name}.parquet", statistics=False)
+        titles.write_parquet(staging / TITLES_FILE)
+        _write_mapping(staging / "user2idx.json", splits.user_ids)
+        _write_mapping(staging / "item2idx.json", splits.item_ids)
+        (staging / STATS_FILE).write_text(json.dumps(stats, indent=2) + "\n")
+        write_manifest(staging, {"format_version": FORMAT_VERSION, "fingerprint": fingerprint})
+        commit_staged_directory(staging, directory)
+
+
+def _write_mapping(path: Path, ids: np.ndarray) -> None:
+    mapping = {str(original): index for index, original in enumerate(ids.tolist())}
+    path.write_text(json.dumps(mapping, separators=(",", ":")))
+
+
+def _read_mapping(path: Path) -> np.ndarray:
+    mapping = read_json(path)
+    ids = np.empty(len(mapping), dtype=np.int64)
+    ids[list(mapping.values())] = [int(key) for key in mapping]
+    return ids
+
+
+def processed_fingerprint(directory: Path) -> dict[str, Any] | None:
+    """The fingerprint the directory was built from, or None when there is no complete dataset."""
+    try:
+        manifest = read_json(directory / "manifest.json")
+    except (OSError, ValueError):
+        return None
+    if manifest.get("format_version") != FORMAT_VERSION:
+        return None
+    return manifest.get("fingerprint")
+
+
+def load_processed(directory: Path) -> ProcessedDataset:
+    """Load and verify (checksums of every file) a processed dataset."""
+    try:
+        verify_manifest(directory, "processed dataset")
+    except ValueError as exc:
+        raise DataError(str(exc)) from None
+    frames = {name: pl.read_parquet(directory / f"{name}.parquet") for name in SPLITS}
+    return ProcessedDataset(
+        train=frames[TRAIN],
+        val=frames[VAL],
+        test=frames[TEST],
+        user_ids=_read_mapping(directory / "user2idx.json"),
+        item_ids=_read_mapping(directory / "item2idx.json"),
+        titles=pl.read_parquet(directory / TITLES_FILE),
+        stats=read_json(directory / STATS_FILE),
+    )

@@ -1,0 +1,64 @@
+"""Scorers: anything that scores every catalogue movie for a batch of users.
+
+The evaluator and the recommender take a :class:`Scorer` and nothing else, so popularity, the
+two-tower model and whatever comes next are measured and served by the same code.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+import torch
+
+
+class Scorer(Protocol):
+    @property
+    def n_items(self) -> int: ...
+
+    def score(self, users: torch.Tensor) -> torch.Tensor:
+        """Scores [len(users), n_items] (float32) in a fresh tensor the caller may modify."""
+        ...
+
+
+class PopularityScorer:
+    """The same score for every user: the movie's number of positives."""
+
+    def __init__(self, counts: np.ndarray | torch.Tensor):
+        self.counts = torch.as_tensor(counts, dtype=torch.float32)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.counts)
+
+    def score(self, users: torch.Tensor) -> torch.Tensor:
+        return self.counts.expand(len(users), -1).clone()
+
+
+class EmbeddingScorer:
+    """score(u, m) = dot(user_embeddings[u], item_embeddings[m]) / temperature."""
+
+    def __init__(
+        self, user_embeddings: torch.Tensor, item_embeddings: torch.Tensor, temperature: float = 1.0
+    ):
+        if user_embeddings.shape[1] != item_embeddings.shape[1]:
+            widths = f"{user_embeddings.shape[1]} != {item_embeddings.shape[1]}"
+            raise ValueError(f"user and item embeddings differ in width: {widths}")
+        self.user_embeddings = user_embeddings.detach().float()
+        self.item_embeddings_t = item_embeddings.detach().float().T.contiguous()
+        self.temperature = float(temperature)
+
+    @property
+    def n_items(self) -> int:
+        return self.item_embeddings_t.shape[1]
+
+    @property
+    def n_users(self) -> int:
+        return self.user_embeddings.shape[0]
+
+    @torch.no_grad()
+    def score(self, users: torch.Tensor) -> torch.Tensor:
+        scores = self.user_embeddings[users] @ self.item_embeddings_t
+        if self.temperature != 1.0:
+            scores /= self.temperature
+        return scores

@@ -1,0 +1,54 @@
+"""Each user's already-seen movies, and masking them out of a batch of scores.
+
+Shared by the evaluator (history excluded from ranking) and the recommender (seen movies never
+recommended), so both exclude exactly the same items.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+
+@dataclass(frozen=True)
+class SeenItems:
+    """Compressed sparse rows: the items of user ``u`` are ``indices[indptr[u]:indptr[u + 1]]``."""
+
+    indptr: torch.Tensor  # int64 [n_users + 1]
+    indices: torch.Tensor  # int64 [n_pairs], sorted within each user
+
+    @classmethod
+    def from_pairs(cls, user_idx: np.ndarray, item_idx: np.ndarray, n_users: int) -> SeenItems:
+        user_idx = np.asarray(user_idx, dtype=np.int64)
+        item_idx = np.asarray(item_idx, dtype=np.int64)
+        order = np.lexsort((item_idx, user_idx))
+        counts = np.bincount(user_idx, minlength=n_users)
+        indptr = np.zeros(n_users + 1, dtype=np.int64)
+        np.cumsum(counts, out=indptr[1:])
+        return cls(torch.from_numpy(indptr), torch.from_numpy(item_idx[order]))
+
+    @property
+    def n_users(self) -> int:
+        return len(self.indptr) - 1
+
+    def items_of(self, user: int) -> torch.Tensor:
+        return self.indices[self.indptr[user] : self.indptr[user + 1]]
+
+    def batch_positions(self, users: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(row in batch, item) of every seen item of ``users``, gathered without a Python loop."""
+        starts = self.indptr[users]
+        lengths = self.indptr[users + 1] - starts
+        rows = torch.repeat_interleave(torch.arange(len(users)), lengths)
+        first_of_row = torch.cumsum(lengths, 0) - lengths
+        offsets = torch.arange(int(lengths.sum())) - torch.repeat_interleave(first_of_row, lengths)
+        items = self.indices[torch.repeat_interleave(starts, lengths) + offsets]
+        return rows, items
+
+
+def mask_seen(scores: torch.Tensor, users: torch.Tensor, seen: SeenItems) -> torch.Tensor:
+    """Set the scores of each user's seen items to -inf, in place; returns ``scores``."""
+    rows, items = seen.batch_positions(users)
+    scores[rows, items] = float("-inf")
+    return scores
