@@ -72,5 +72,7 @@ def test_missing_required_key():
 def test_tuples_and_nested_dataclasses():
     config = settings_from_mapping(EvalConfig, {"recall_ks": [1, 2], "ndcg_ks": []})
     assert config.recall_ks == (1, 2) and config.ndcg_ks == ()
-    data = settings_from_mapping(DataConfig, {"name": "s", "synthetic": {"users": 5}})
+    data = settings_from_mapping(
+        DataConfig, {"name": "s", "synthetic": {"users": 5, "movies": 100, "ratings": 50, "clusters": 4}}
+    )
     assert data.synthetic.users == 5

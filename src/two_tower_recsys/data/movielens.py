@@ -51,9 +51,7 @@ def read_movielens_zip(path: Path) -> MovieLensTables:
             movies_member = _find_member(archive, "movies.csv")
             if movies_member is None:
                 log.warning("%s contains no movies.csv: titles will be empty", path)
-                movies = pl.DataFrame(
-                    schema={"movieId": pl.Int64, "title": pl.Utf8, "genres": pl.Utf8}
-                )
+                movies = pl.DataFrame(schema={"movieId": pl.Int64, "title": pl.Utf8, "genres": pl.Utf8})
             else:
                 movies = _read_csv(archive, movies_member, MOVIES_SCHEMA)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError) as exc:
@@ -73,9 +71,7 @@ def _find_member(archive: zipfile.ZipFile, filename: str) -> str | None:
     return min(candidates, key=lambda name: (name.count("/"), name)) if candidates else None
 
 
-def _read_csv(
-    archive: zipfile.ZipFile, member: str, schema: dict[str, pa.DataType]
-) -> pl.DataFrame:
+def _read_csv(archive: zipfile.ZipFile, member: str, schema: dict[str, pa.DataType]) -> pl.DataFrame:
     # Decompressing into memory first lets pyarrow parse blocks on all cores.
     data = archive.read(member)
     header = data[: data.find(b"\n")].decode("utf-8", errors="replace").strip().lstrip("\ufeff")

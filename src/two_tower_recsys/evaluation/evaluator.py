@@ -109,6 +109,4 @@ def evaluate(
         progress=progress,
         description=description or f"evaluating {task.split}",
     )
-    return EvaluationResult(
-        split=task.split, ranks=ranks, metrics=summarize(ranks, recall_ks, ndcg_ks)
-    )
+    return EvaluationResult(split=task.split, ranks=ranks, metrics=summarize(ranks, recall_ks, ndcg_ks))

@@ -49,9 +49,7 @@ def ndcg_at_k(ranks: np.ndarray, k: int) -> float:
     return float(np.mean(gains))
 
 
-def summarize(
-    ranks: np.ndarray, recall_ks: tuple[int, ...], ndcg_ks: tuple[int, ...]
-) -> dict[str, float]:
+def summarize(ranks: np.ndarray, recall_ks: tuple[int, ...], ndcg_ks: tuple[int, ...]) -> dict[str, float]:
     """{"recall@10": ..., "ndcg@10": ...} in a stable order (recalls first)."""
     metrics = {f"recall@{k}": recall_at_k(ranks, k) for k in recall_ks}
     metrics.update({f"ndcg@{k}": ndcg_at_k(ranks, k) for k in ndcg_ks})

@@ -53,7 +53,6 @@ def format_table(report: dict[str, Any]) -> str:
     lines = [header, "-" * len(header)]
     for split, model, metrics in rows:
         lines.append(
-            f"{split:<5} {model:<11} "
-            + " ".join(f"{metrics.get(n, float('nan')):>10.4f}" for n in names)
+            f"{split:<5} {model:<11} " + " ".join(f"{metrics.get(n, float('nan')):>10.4f}" for n in names)
         )
     return "\n".join(lines)

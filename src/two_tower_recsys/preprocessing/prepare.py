@@ -32,9 +32,7 @@ def filter_params(data: DataConfig) -> FilterParams:
     )
 
 
-def prepare_dataset(
-    data: DataConfig, paths: PathsConfig, *, progress: bool = True
-) -> ProcessedDataset:
+def prepare_dataset(data: DataConfig, paths: PathsConfig, *, progress: bool = True) -> ProcessedDataset:
     """Make sure the raw zip is present and verified, then load or build the processed dataset."""
     raw = ensure_raw_zip(data, paths.raw_zip, progress=progress)
     params = filter_params(data)
@@ -47,9 +45,7 @@ def prepare_dataset(
     if processed_fingerprint(paths.processed_dir) == fingerprint:
         try:
             dataset = load_processed(paths.processed_dir)
-            log.info(
-                "reusing processed dataset in %s (same input and filters)", paths.processed_dir
-            )
+            log.info("reusing processed dataset in %s (same input and filters)", paths.processed_dir)
             return dataset
         except DataError as exc:
             log.warning("rebuilding processed dataset: %s", exc)

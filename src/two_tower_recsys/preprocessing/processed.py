@@ -55,9 +55,7 @@ class ProcessedDataset:
 
 
 def titles_for(item_ids: np.ndarray, movies: pl.DataFrame) -> pl.DataFrame:
-    catalogue = pl.DataFrame(
-        {"item_idx": np.arange(len(item_ids), dtype=np.int32), "movieId": item_ids}
-    )
+    catalogue = pl.DataFrame({"item_idx": np.arange(len(item_ids), dtype=np.int32), "movieId": item_ids})
     return catalogue.join(movies, on="movieId", how="left", maintain_order="left").with_columns(
         pl.col("title").fill_null(""), pl.col("genres").fill_null("")
     )
@@ -87,19 +85,20 @@ def save_processed(
         for name, frame in splits.frames().items():
             frame.write_parquet(staging / f"{name}.parquet", statistics=False)
         titles.write_parquet(staging / TITLES_FILE)
-        _write_mapping(staging / "user2idx.json", splits.user_ids)
-        _write_mapping(staging / "item2idx.json", splits.item_ids)
+        write_id_mapping(staging / "user2idx.json", splits.user_ids)
+        write_id_mapping(staging / "item2idx.json", splits.item_ids)
         (staging / STATS_FILE).write_text(json.dumps(stats, indent=2) + "\n")
         write_manifest(staging, {"format_version": FORMAT_VERSION, "fingerprint": fingerprint})
         commit_staged_directory(staging, directory)
 
 
-def _write_mapping(path: Path, ids: np.ndarray) -> None:
+def write_id_mapping(path: Path, ids: np.ndarray) -> None:
+    """``{"<original id>": index}``: the original names user2idx.json / item2idx.json."""
     mapping = {str(original): index for index, original in enumerate(ids.tolist())}
     path.write_text(json.dumps(mapping, separators=(",", ":")))
 
 
-def _read_mapping(path: Path) -> np.ndarray:
+def read_id_mapping(path: Path) -> np.ndarray:
     mapping = read_json(path)
     ids = np.empty(len(mapping), dtype=np.int64)
     ids[list(mapping.values())] = [int(key) for key in mapping]
@@ -128,8 +127,8 @@ def load_processed(directory: Path) -> ProcessedDataset:
         train=frames[TRAIN],
         val=frames[VAL],
         test=frames[TEST],
-        user_ids=_read_mapping(directory / "user2idx.json"),
-        item_ids=_read_mapping(directory / "item2idx.json"),
+        user_ids=read_id_mapping(directory / "user2idx.json"),
+        item_ids=read_id_mapping(directory / "item2idx.json"),
         titles=pl.read_parquet(directory / TITLES_FILE),
         stats=read_json(directory / STATS_FILE),
     )

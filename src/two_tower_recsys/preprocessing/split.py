@@ -67,9 +67,7 @@ def select_positives(ratings: pl.DataFrame, params: FilterParams) -> pl.DataFram
         .collect()
     )
     if positives.height == 0:
-        raise DataError(
-            f"no positives left after filtering ({params.describe()}): relax the thresholds"
-        )
+        raise DataError(f"no positives left after filtering ({params.describe()}): relax the thresholds")
     return positives
 
 
@@ -105,12 +103,8 @@ def index_splits(split_positives: pl.DataFrame) -> IndexedSplits:
             rows = rows.filter(pl.col("movieId").is_in(item_ids))
         frames[name] = pl.DataFrame(
             {
-                "user_idx": np.searchsorted(user_ids, rows.get_column("userId").to_numpy()).astype(
-                    np.int32
-                ),
-                "item_idx": np.searchsorted(item_ids, rows.get_column("movieId").to_numpy()).astype(
-                    np.int32
-                ),
+                "user_idx": np.searchsorted(user_ids, rows.get_column("userId").to_numpy()).astype(np.int32),
+                "item_idx": np.searchsorted(item_ids, rows.get_column("movieId").to_numpy()).astype(np.int32),
                 "timestamp": rows.get_column("timestamp"),
                 "rating": rows.get_column("rating"),
             }

@@ -22,6 +22,15 @@ _CHUNK = 4 * 1024 * 1024
 MANIFEST_NAME = "manifest.json"
 
 
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
+
+
+_DEFAULT_FILE_MODE = 0o666 & ~_umask()
+
+
 def file_digest(path: Path, algorithm: str = "sha256") -> str:
     """Hex digest of a file, read in chunks so large files use bounded memory."""
     digest = hashlib.new(algorithm)
@@ -40,14 +49,13 @@ def atomic_path(destination: Path) -> Iterator[Path]:
     """Yield a temporary path beside ``destination``; rename it over ``destination`` on success."""
     destination = Path(destination)
     destination.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(
-        prefix=f".{destination.name}.", suffix=".tmp", dir=destination.parent
-    )
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{destination.name}.", suffix=".tmp", dir=destination.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
         yield tmp
         _fsync_file(tmp)
+        os.chmod(tmp, _DEFAULT_FILE_MODE)  # mkstemp makes files private (0600); outputs are not
         os.replace(tmp, destination)
     finally:
         tmp.unlink(missing_ok=True)
@@ -131,9 +139,7 @@ def verify_manifest(directory: Path, what: str) -> dict[str, Any]:
     """
     manifest_path = directory / MANIFEST_NAME
     if not manifest_path.exists():
-        raise ValueError(
-            f"{what} at {directory} has no {MANIFEST_NAME} (incomplete or never written)"
-        )
+        raise ValueError(f"{what} at {directory} has no {MANIFEST_NAME} (incomplete or never written)")
     try:
         manifest = read_json(manifest_path)
     except json.JSONDecodeError as exc:

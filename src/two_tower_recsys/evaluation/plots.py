@@ -1,0 +1,71 @@
+"""PNG plots of a training run: learning curves and Recall@K curves."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display on servers and CI
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.ticker import MaxNLocator
+
+from two_tower_recsys.utils.fileio import atomic_path
+
+
+def recall_curve(ranks: np.ndarray, max_k: int) -> np.ndarray:
+    """Recall@K for K = 1..max_k in one pass: the share of ranks below each K."""
+    counts = np.bincount(np.minimum(ranks, max_k), minlength=max_k + 1)[:max_k]
+    return np.cumsum(counts) / max(len(ranks), 1)
+
+
+def _save(figure: plt.Figure, path: Path) -> Path:
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
+    plt.close(figure)
+    return path
+
+
+def plot_learning_curves(
+    epochs: Sequence[int],
+    train_loss: Sequence[float],
+    val_metrics: Mapping[str, Sequence[float]],
+    path: Path,
+    best_epoch: int | None = None,
+) -> Path:
+    figure, (loss_axis, metric_axis) = plt.subplots(1, 2, figsize=(11, 4))
+    loss_axis.plot(epochs, train_loss, marker="o", color="tab:red")
+    loss_axis.set(title="Training loss", xlabel="epoch", ylabel="softmax cross-entropy")
+    for name, values in val_metrics.items():
+        metric_axis.plot(epochs, values, marker="o", label=name)
+    metric_axis.set(title="Validation", xlabel="epoch", ylabel="metric value")
+    if best_epoch is not None:
+        for axis in (loss_axis, metric_axis):
+            axis.axvline(best_epoch, color="grey", linestyle="--", linewidth=1, label="best epoch")
+    metric_axis.legend()
+    for axis in (loss_axis, metric_axis):
+        axis.grid(alpha=0.3)
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+    return _save(figure, path)
+
+
+def plot_recall_at_k(
+    ranks_by_model: Mapping[str, np.ndarray], path: Path, *, max_k: int = 200, split: str = "test"
+) -> Path:
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    ks = np.arange(1, max_k + 1)
+    for model, ranks in ranks_by_model.items():
+        axis.plot(ks, recall_curve(ranks, max_k), label=model)
+    axis.set(
+        title=f"Recall@K on {split}",
+        xlabel="K (movies recommended)",
+        ylabel="Recall@K",
+        xlim=(1, max_k),
+        ylim=(0, None),
+    )
+    axis.grid(alpha=0.3)
+    axis.legend()
+    return _save(figure, path)
