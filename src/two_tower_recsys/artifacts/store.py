@@ -1,0 +1,162 @@
+"""The offline index: what training leaves behind for inference and serving.
+
+``artifacts/``: ``model.ckpt`` (Lightning checkpoint of the best epoch), ``item_embeddings.pt``
+and ``user_embeddings.pt`` (float32 tensors), ``user2idx.json`` / ``item2idx.json``,
+``titles.parquet``, ``seen_items.npz`` (each user's positives: never recommended again),
+``popularity.npy`` (positives per movie: the cold-start fallback) and ``manifest.json``
+(config, dataset checksum, package versions and every file's sha256), written last.
+
+:func:`load_index` verifies the manifest and loads only embeddings and lookups: serving needs
+no Lightning and no checkpoint.
+"""
+
+from __future__ import annotations
+
+import platform
+import shutil
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import torch
+
+from two_tower_recsys.errors import ArtifactError
+from two_tower_recsys.preprocessing.processed import read_id_mapping, write_id_mapping
+from two_tower_recsys.retrieval.scorers import EmbeddingScorer
+from two_tower_recsys.retrieval.seen import SeenItems
+from two_tower_recsys.utils.fileio import (
+    commit_staged_directory,
+    staged_directory,
+    verify_manifest,
+    write_manifest,
+)
+
+FORMAT_VERSION = 1
+CHECKPOINT = "model.ckpt"
+ITEM_EMBEDDINGS = "item_embeddings.pt"
+USER_EMBEDDINGS = "user_embeddings.pt"
+USER_MAPPING = "user2idx.json"
+ITEM_MAPPING = "item2idx.json"
+TITLES = "titles.parquet"
+SEEN_ITEMS = "seen_items.npz"
+POPULARITY = "popularity.npy"
+INDEX_FILES = (ITEM_EMBEDDINGS, USER_EMBEDDINGS, USER_MAPPING, ITEM_MAPPING, TITLES, SEEN_ITEMS, POPULARITY)
+_VERSIONED_PACKAGES = (
+    "two-tower-recsys",
+    "torch",
+    "lightning",
+    "numpy",
+    "polars",
+    "mlflow",
+    "onnx",
+    "onnxruntime",
+)
+
+
+@dataclass(frozen=True)
+class RetrievalIndex:
+    """Everything needed to score, filter and label recommendations."""
+
+    user_embeddings: torch.Tensor  # [n_users, dim]
+    item_embeddings: torch.Tensor  # [n_items, dim]
+    temperature: float
+    user_ids: np.ndarray  # user_idx -> userId
+    item_ids: np.ndarray  # item_idx -> movieId
+    titles: list[str]  # by item_idx
+    seen: SeenItems
+    popularity: np.ndarray  # positives per item_idx
+    manifest: dict[str, Any]
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_ids)
+
+    def scorer(self) -> EmbeddingScorer:
+        return EmbeddingScorer(self.user_embeddings, self.item_embeddings, self.temperature)
+
+
+def package_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in _VERSIONED_PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def write_index(
+    directory: Path,
+    *,
+    checkpoint: Path | None,
+    user_embeddings: torch.Tensor,
+    item_embeddings: torch.Tensor,
+    temperature: float,
+    user_ids: np.ndarray,
+    item_ids: np.ndarray,
+    titles: pl.DataFrame,
+    seen_pairs: pl.DataFrame,
+    popularity: np.ndarray,
+    provenance: dict[str, Any],
+) -> dict[str, Any]:
+    """Stage every file, then commit them to ``directory`` with the manifest last."""
+    with staged_directory(directory) as staging:
+        if checkpoint is not None:
+            shutil.copyfile(checkpoint, staging / CHECKPOINT)
+        torch.save(item_embeddings.detach().cpu().float().contiguous(), staging / ITEM_EMBEDDINGS)
+        torch.save(user_embeddings.detach().cpu().float().contiguous(), staging / USER_EMBEDDINGS)
+        write_id_mapping(staging / USER_MAPPING, user_ids)
+        write_id_mapping(staging / ITEM_MAPPING, item_ids)
+        titles.select("item_idx", "movieId", "title", "genres").write_parquet(staging / TITLES)
+        seen = SeenItems.from_pairs(
+            seen_pairs.get_column("user_idx").to_numpy(),
+            seen_pairs.get_column("item_idx").to_numpy(),
+            len(user_ids),
+        )
+        np.savez(staging / SEEN_ITEMS, indptr=seen.indptr.numpy(), indices=seen.indices.numpy())
+        np.save(staging / POPULARITY, np.asarray(popularity, dtype=np.int64))
+        manifest = write_manifest(
+            staging,
+            {
+                "format_version": FORMAT_VERSION,
+                "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                "temperature": float(temperature),
+                "embedding_dim": int(item_embeddings.shape[1]),
+                "n_users": len(user_ids),
+                "n_items": len(item_ids),
+                "versions": package_versions(),
+                **provenance,
+            },
+        )
+        commit_staged_directory(staging, directory)
+    return manifest
+
+
+def load_index(directory: Path) -> RetrievalIndex:
+    """Load the index after checking every file against the manifest (one-line ArtifactError)."""
+    directory = Path(directory)
+    try:
+        manifest = verify_manifest(directory, "artifacts")
+    except ValueError as exc:
+        raise ArtifactError(f"{exc}; run `two-tower train` to (re)create them") from None
+    missing = [name for name in INDEX_FILES if name not in manifest.get("files", {})]
+    if missing or manifest.get("format_version") != FORMAT_VERSION:
+        raise ArtifactError(
+            f"artifacts in {directory} are from another version (missing {', '.join(missing) or '-'})"
+        )
+    seen = np.load(directory / SEEN_ITEMS)
+    return RetrievalIndex(
+        user_embeddings=torch.load(directory / USER_EMBEDDINGS, weights_only=True),
+        item_embeddings=torch.load(directory / ITEM_EMBEDDINGS, weights_only=True),
+        temperature=float(manifest["temperature"]),
+        user_ids=read_id_mapping(directory / USER_MAPPING),
+        item_ids=read_id_mapping(directory / ITEM_MAPPING),
+        titles=pl.read_parquet(directory / TITLES).sort("item_idx").get_column("title").to_list(),
+        seen=SeenItems(torch.from_numpy(seen["indptr"]), torch.from_numpy(seen["indices"])),
+        popularity=np.load(directory / POPULARITY),
+        manifest=manifest,
+    )

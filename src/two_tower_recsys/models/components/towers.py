@@ -1,0 +1,49 @@
+"""Towers: modules that map ids to embeddings. They know nothing about training.
+
+Every tower takes a batch of indices and returns one row per index, and can embed its whole
+vocabulary at once (:meth:`embed_all`) for indexing and evaluation. A user tower that pools the
+user's history, or a movie tower over content features, plugs in behind the same interface.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class Tower(nn.Module):
+    """Interface: ``forward(indices) -> [len(indices), dim]`` and ``embed_all() -> [size, dim]``."""
+
+    dim: int
+    size: int
+
+    def embed_all(self, batch_size: int = 65_536) -> torch.Tensor:
+        rows = [
+            self(torch.arange(start, min(start + batch_size, self.size)))
+            for start in range(0, self.size, batch_size)
+        ]
+        return torch.cat(rows) if rows else torch.empty(0, self.dim)
+
+
+class IdEmbeddingTower(Tower):
+    """A learned embedding per id: the original design's user and movie towers."""
+
+    def __init__(self, size: int, dim: int, *, init_std: float = 0.1, sparse: bool = False):
+        super().__init__()
+        self.size, self.dim = size, dim
+        # sparse=True makes backward produce row-sparse gradients, so the optimizer touches only
+        # the rows of the batch instead of all 165k x 64 parameters every step.
+        self.embedding = nn.Embedding(size, dim, sparse=sparse)
+        nn.init.normal_(self.embedding.weight, std=init_std)
+
+    def forward(self, indices: torch.Tensor) -> torch.Tensor:
+        return self.embedding(indices)
+
+    def embed_all(self, batch_size: int = 65_536) -> torch.Tensor:
+        return self.embedding.weight
+
+
+def build_tower(kind: str, size: int, dim: int, *, init_std: float, sparse: bool) -> Tower:
+    if kind == "id":
+        return IdEmbeddingTower(size, dim, init_std=init_std, sparse=sparse)
+    raise ValueError(f"unknown tower kind {kind!r}")

@@ -1,0 +1,90 @@
+"""The LightningModule that trains a :class:`TwoTower` network with softmax cross-entropy."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+
+from two_tower_recsys.models.components.towers import build_tower
+from two_tower_recsys.models.components.two_tower import TwoTower
+from two_tower_recsys.retrieval.scorers import EmbeddingScorer
+from two_tower_recsys.settings import ModelConfig, TrainerConfig, settings_from_mapping
+from two_tower_recsys.training.losses import full_softmax_loss, in_batch_softmax_loss
+
+
+class TwoTowerModule(L.LightningModule):
+    def __init__(
+        self,
+        n_users: int,
+        n_items: int,
+        model: dict[str, Any],
+        optimizer: dict[str, Any],
+        item_counts: np.ndarray | None = None,
+    ):
+        """``model`` and ``optimizer`` are plain dicts (ModelConfig / TrainerConfig fields) so that
+        the checkpoint's hyperparameters rebuild the module with ``load_from_checkpoint``."""
+        super().__init__()
+        # logger=False: the pipeline logs the whole resolved config to MLflow itself.
+        self.save_hyperparameters(ignore=["item_counts"], logger=False)
+        self.model_config = settings_from_mapping(ModelConfig, model, "model")
+        self.optimizer_config = settings_from_mapping(TrainerConfig, optimizer, "trainer")
+        sparse = self.optimizer_config.optimizer == "sparse_adam"
+        cfg = self.model_config
+        self.net = TwoTower(
+            build_tower(cfg.user_tower, n_users, cfg.embedding_dim, init_std=cfg.init_std, sparse=sparse),
+            build_tower("id", n_items, cfg.embedding_dim, init_std=cfg.init_std, sparse=sparse),
+            temperature=cfg.temperature,
+        )
+        # log of each movie's probability of being drawn as a training pair (logQ correction);
+        # derived from the data, so not saved in the checkpoint.
+        log_q = torch.zeros(n_items)
+        if item_counts is not None:
+            counts = torch.as_tensor(item_counts, dtype=torch.float64)
+            log_q = torch.log((counts / counts.sum()).clamp_min(1e-12)).float()
+        self.register_buffer("log_q", log_q, persistent=False)
+
+    @classmethod
+    def from_settings(
+        cls, n_users: int, n_items: int, model: ModelConfig, trainer: TrainerConfig, item_counts: np.ndarray
+    ) -> TwoTowerModule:
+        return cls(n_users, n_items, asdict(model), asdict(trainer), item_counts)
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        users, items = batch
+        user_emb = self.net.user_tower(users)
+        cfg = self.model_config
+        if cfg.negatives == "full":
+            loss = full_softmax_loss(
+                user_emb, self.net.item_tower.embed_all(), items, temperature=cfg.temperature
+            )
+        else:
+            loss = in_batch_softmax_loss(
+                user_emb,
+                self.net.item_tower(items),
+                items,
+                temperature=cfg.temperature,
+                log_q=self.log_q if cfg.logq_correction else None,
+            )
+        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(users))
+        return loss
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        cfg = self.optimizer_config
+        if cfg.optimizer == "sparse_adam":
+            return torch.optim.SparseAdam(self.parameters(), lr=cfg.lr)
+        if cfg.optimizer == "adamw":
+            return torch.optim.AdamW(self.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.Adam(self.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+    @torch.no_grad()
+    def scorer(self) -> EmbeddingScorer:
+        """A scorer over the current weights (detached copies: training may go on)."""
+        return EmbeddingScorer(
+            self.net.user_tower.embed_all().detach().cpu().clone(),
+            self.net.item_tower.embed_all().detach().cpu().clone(),
+            self.model_config.temperature,
+        )

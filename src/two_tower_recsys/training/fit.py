@@ -1,0 +1,111 @@
+"""Fit the two-tower model with Lightning: seeded, early-stopped and checkpointed on validation."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning as L
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.loggers import Logger
+
+from two_tower_recsys.evaluation.evaluator import evaluation_task
+from two_tower_recsys.models.popularity import popularity_counts
+from two_tower_recsys.models.two_tower_module import TwoTowerModule
+from two_tower_recsys.preprocessing.processed import ProcessedDataset
+from two_tower_recsys.preprocessing.split import VAL
+from two_tower_recsys.settings import EvalConfig, ModelConfig, TrainerConfig
+from two_tower_recsys.training.pairs import epoch_pairs_loader
+from two_tower_recsys.training.validation import EpochRecord, RetrievalValidation, logged_name
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FitResult:
+    module: TwoTowerModule  # with the best checkpoint's weights (on the global-zero process)
+    best_checkpoint: Path
+    best_epoch: int
+    history: list[EpochRecord]
+    is_global_zero: bool
+
+
+def monitored_metric(trainer_cfg: TrainerConfig) -> str:
+    return logged_name(f"recall@{trainer_cfg.monitor_k}", "val")
+
+
+def fit_two_tower(
+    dataset: ProcessedDataset,
+    *,
+    model_cfg: ModelConfig,
+    trainer_cfg: TrainerConfig,
+    eval_cfg: EvalConfig,
+    seed: int,
+    checkpoint_dir: Path,
+    loggers: list[Logger] | None = None,
+) -> FitResult:
+    L.seed_everything(seed, workers=True, verbose=False)
+    train = dataset.train
+    module = TwoTowerModule.from_settings(
+        dataset.n_users,
+        dataset.n_items,
+        model_cfg,
+        trainer_cfg,
+        item_counts=popularity_counts(train, dataset.n_items),
+    )
+    loader = epoch_pairs_loader(
+        train.get_column("user_idx").to_numpy(),
+        train.get_column("item_idx").to_numpy(),
+        max_pairs=trainer_cfg.max_interactions,
+        batch_size=trainer_cfg.batch_size,
+        seed=seed,
+    )
+    validation = RetrievalValidation(
+        evaluation_task(dataset, VAL),
+        recall_ks=tuple(sorted({*eval_cfg.recall_ks, trainer_cfg.monitor_k})),
+        ndcg_ks=eval_cfg.ndcg_ks,
+        batch_size=eval_cfg.batch_size,
+        progress=trainer_cfg.progress_bar,
+    )
+    monitor = monitored_metric(trainer_cfg)
+    checkpoint = ModelCheckpoint(
+        dirpath=checkpoint_dir, filename="best", monitor=monitor, mode="max", save_top_k=1, save_last=False
+    )
+    # Order matters: validation must log the monitored metric before early stopping reads it.
+    callbacks = [
+        validation,
+        EarlyStopping(
+            monitor=monitor,
+            mode="max",
+            patience=trainer_cfg.early_stopping_patience,
+            check_on_train_epoch_end=True,
+        ),
+        checkpoint,
+    ]
+    trainer = L.Trainer(
+        max_epochs=trainer_cfg.max_epochs,
+        accelerator=trainer_cfg.accelerator,
+        devices=trainer_cfg.devices,
+        num_nodes=trainer_cfg.num_nodes,
+        strategy=trainer_cfg.strategy,
+        deterministic=trainer_cfg.deterministic,
+        callbacks=callbacks,
+        logger=loggers or False,
+        enable_progress_bar=trainer_cfg.progress_bar,
+        enable_model_summary=False,
+        limit_train_batches=trainer_cfg.limit_train_batches,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        use_distributed_sampler=False,  # the pair sampler shards each epoch itself
+        log_every_n_steps=50,
+    )
+    trainer.fit(module, train_dataloaders=loader)
+    best_path = Path(checkpoint.best_model_path)
+    if trainer.is_global_zero:
+        module = TwoTowerModule.load_from_checkpoint(best_path, map_location="cpu", weights_only=False)
+    best_epoch = max(
+        validation.history, key=lambda record: record.metrics[f"recall@{trainer_cfg.monitor_k}"]
+    ).epoch
+    log.info("best epoch %d: %s = %.4f", best_epoch, monitor, float(checkpoint.best_model_score or 0.0))
+    return FitResult(module, best_path, best_epoch, validation.history, trainer.is_global_zero)

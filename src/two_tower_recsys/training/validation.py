@@ -1,0 +1,75 @@
+"""Per-epoch validation through the shared evaluator, as a Lightning callback.
+
+Under DDP each process ranks its share of the validation users and the ranks are gathered,
+so the metrics are exactly those of a single-process evaluation.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import lightning as L
+import numpy as np
+import torch
+
+from two_tower_recsys.evaluation.evaluator import EvaluationTask, compute_ranks
+from two_tower_recsys.evaluation.metrics import summarize
+
+log = logging.getLogger(__name__)
+
+
+def logged_name(metric: str, prefix: str) -> str:
+    """MLflow metric names cannot hold '@': recall@50 -> val_recall_at_50."""
+    return f"{prefix}_{metric.replace('@', '_at_')}"
+
+
+@dataclass
+class EpochRecord:
+    epoch: int
+    train_loss: float
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+class RetrievalValidation(L.Callback):
+    def __init__(
+        self,
+        task: EvaluationTask,
+        *,
+        recall_ks: tuple[int, ...],
+        ndcg_ks: tuple[int, ...],
+        batch_size: int,
+        progress: bool,
+    ):
+        self.task = task
+        self.recall_ks, self.ndcg_ks = recall_ks, ndcg_ks
+        self.batch_size, self.progress = batch_size, progress
+        self.history: list[EpochRecord] = []
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        shard = self.task.shard(trainer.global_rank, trainer.world_size)
+        ranks = compute_ranks(
+            pl_module.scorer(),
+            shard,
+            batch_size=self.batch_size,
+            progress=self.progress and trainer.is_global_zero,
+            description=f"validation epoch {trainer.current_epoch}",
+        )
+        if trainer.world_size > 1:
+            ranks = gather_ranks(trainer, ranks, len(self.task.users))
+        metrics = summarize(ranks, self.recall_ks, self.ndcg_ks)
+        for name, value in metrics.items():
+            pl_module.log(logged_name(name, "val"), value, on_epoch=True, prog_bar=name.startswith("recall"))
+        loss = trainer.callback_metrics.get("train_loss")
+        self.history.append(
+            EpochRecord(trainer.current_epoch, float(loss) if loss is not None else float("nan"), metrics)
+        )
+
+
+def gather_ranks(trainer: L.Trainer, local_ranks: np.ndarray, total: int) -> np.ndarray:
+    """Collect every process's ranks (shards differ in length by at most one user)."""
+    width = -(-total // trainer.world_size)
+    padded = torch.full((width,), -1, dtype=torch.int64)
+    padded[: len(local_ranks)] = torch.from_numpy(local_ranks)
+    gathered = trainer.strategy.all_gather(padded).reshape(-1).cpu().numpy()
+    return gathered[gathered >= 0]
