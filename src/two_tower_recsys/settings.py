@@ -34,6 +34,26 @@ class SyntheticSpec:
     seed: int = 0
     clusters: int = 16  # latent taste groups: enough that collaborative signal beats popularity
 
+    def __post_init__(self) -> None:
+        owner = "data.synthetic"
+        _require_positive(owner, users=self.users, movies=self.movies, clusters=self.clusters)
+        if self.ratings < self.users:
+            raise ConfigError(
+                f"{owner}.ratings must be at least {owner}.users ({self.users}: every user rates "
+                f"a movie), got {self.ratings}"
+            )
+        if self.ratings > self.users * self.movies:
+            raise ConfigError(
+                f"{owner}.ratings must be at most users x movies ({self.users * self.movies}), "
+                f"got {self.ratings}"
+            )
+        if self.clusters > self.movies:
+            raise ConfigError(
+                f"{owner}.clusters must be at most {owner}.movies ({self.movies}), got {self.clusters}"
+            )
+        if self.seed < 0:
+            raise ConfigError(f"{owner}.seed must be non-negative, got {self.seed}")
+
 
 @dataclass(frozen=True)
 class DataConfig:
@@ -41,9 +61,7 @@ class DataConfig:
 
     name: str
     url: str | None = None  # grouplens download; None for custom and synthetic data
-    md5: str | None = (
-        None  # expected checksum of the zip; None: recorded on first verified download
-    )
+    md5: str | None = None  # expected checksum of the zip; None: recorded on first verified download
     md5_url: str | None = None  # grouplens publishes <zip>.md5 beside each zip
     size_bytes: int | None = None
     synthetic: SyntheticSpec | None = None  # set for generated datasets
@@ -65,6 +83,8 @@ class PathsConfig:
     processed_dir: Path = Path("data/processed")
     artifacts_dir: Path = Path("artifacts")
     plots_dir: Path = Path("plots")
+    onnx_model: Path = Path("artifacts/model_scoring.onnx")  # (user_idx, item_idx) -> score
+    mlflow_model_dir: Path = Path("artifacts/mlflow_model")  # the pyfunc package that is served
 
 
 @dataclass(frozen=True)
@@ -141,12 +161,19 @@ class InferConfig:
     user_id: int = 1
     k: int = 10
     filter_seen: bool = True
-    batch_size: int = 1024
+    batch_size: int = 1024  # users scored at once: bounds memory at batch_size x n_items floats
     max_request_rows: int = 10_000
+    # rows x k per serving request: 10k users at k=100, enough for batch jobs, yet one request
+    # cannot make the server build gigabytes of JSON.
+    max_response_items: int = 1_000_000
 
     def __post_init__(self) -> None:
         _require_positive(
-            "infer", k=self.k, batch_size=self.batch_size, max_request_rows=self.max_request_rows
+            "infer",
+            k=self.k,
+            batch_size=self.batch_size,
+            max_request_rows=self.max_request_rows,
+            max_response_items=self.max_response_items,
         )
 
 
@@ -204,9 +231,7 @@ def _convert(annotation: Any, value: Any, key: str) -> Any:
                 return _convert(option, value, key)
             except ConfigError as exc:
                 errors.append(str(exc))
-        raise ConfigError(
-            errors[0] if len(errors) == 1 else f"config key {key} has invalid value {value!r}"
-        )
+        raise ConfigError(errors[0] if len(errors) == 1 else f"config key {key} has invalid value {value!r}")
     if origin is Literal:
         choices = get_args(annotation)
         if value not in choices:
