@@ -19,15 +19,11 @@ def test_default_config_has_the_original_defaults():
     assert settings.eval.recall_ks == (10, 50, 100)
     assert settings.paths.raw_zip == Path("data/raw/ml-20m.zip")
     assert settings.paths.processed_dir == Path("data/processed")
-    assert settings.paths.artifacts_dir == Path("artifacts") and settings.paths.plots_dir == Path(
-        "plots"
-    )
+    assert settings.paths.artifacts_dir == Path("artifacts") and settings.paths.plots_dir == Path("plots")
     assert settings.logging.mlflow.tracking_uri == "http://127.0.0.1:8080"
 
 
-@pytest.mark.parametrize(
-    "name", ["ml-20m", "ml-25m", "ml-32m", "ml-latest-small", "custom", "synthetic"]
-)
+@pytest.mark.parametrize("name", ["ml-20m", "ml-25m", "ml-32m", "ml-latest-small", "custom", "synthetic"])
 def test_every_dataset_config_composes(name):
     settings = compose_settings([f"data={name}"])
     assert settings.data.name == name

@@ -17,9 +17,7 @@ def test_reads_typed_tables_from_any_folder(movielens_zip):
     tables = read_movielens_zip(path)
     assert tables.ratings.rows() == [(1, 10, 4.0, 100), (1, 20, 3.5, 200), (2, 10, 5.0, 300)]
     assert tables.ratings.columns == ["userId", "movieId", "rating", "timestamp"]
-    assert (
-        tables.movies.filter(tables.movies["movieId"] == 10)["title"].item() == "Heat, The (1995)"
-    )
+    assert tables.movies.filter(tables.movies["movieId"] == 10)["title"].item() == "Heat, The (1995)"
 
 
 def test_not_a_zip(tmp_path):

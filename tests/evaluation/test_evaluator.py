@@ -81,9 +81,7 @@ def test_batch_size_does_not_change_ranks():
     for u, target in enumerate(targets):
         row = scorer.matrix[u].numpy()
         eligible = [i for i in range(30) if i not in seen_by_user[u] and i != target]
-        expected = sum(row[i] > row[target] for i in eligible) + sum(
-            row[i] == row[target] for i in eligible
-        )
+        expected = sum(row[i] > row[target] for i in eligible) + sum(row[i] == row[target] for i in eligible)
         assert ranks[0][u] == expected
 
 
@@ -109,12 +107,8 @@ def test_validation_excludes_train_and_test_excludes_train_and_validation():
 
     # Every user scores items 0 > 1 > 2 > 3: exclusion alone decides the ranks.
     scorer = FixedScorer([[4.0, 3.0, 2.0, 1.0], [4.0, 3.0, 2.0, 1.0]])
-    val = evaluate(
-        scorer, evaluation_task(dataset, "val"), recall_ks=(1,), ndcg_ks=(), progress=False
-    )
-    test = evaluate(
-        scorer, evaluation_task(dataset, "test"), recall_ks=(1,), ndcg_ks=(), progress=False
-    )
+    val = evaluate(scorer, evaluation_task(dataset, "val"), recall_ks=(1,), ndcg_ks=(), progress=False)
+    test = evaluate(scorer, evaluation_task(dataset, "test"), recall_ks=(1,), ndcg_ks=(), progress=False)
     assert val.ranks.tolist() == [0, 0]  # user 0: item 2 after excluding 0, 1; user 1: item 0 first
     assert test.ranks.tolist() == [
         0,

@@ -64,3 +64,66 @@ def test_full_softmax_is_cross_entropy_over_the_catalogue():
     logits = [1.0, 0.0, 0.5]
     expected = math.log(sum(math.exp(v) for v in logits)) - logits[2]
     assert float(loss) == pytest.approx(expected, rel=1e-6)
+
+
+def autograd_in_batch(users, items, item_idx, temperature, log_q):
+    """The plain autograd formulation the hand-written gradients must reproduce."""
+    logits = users @ items.T / temperature
+    if log_q is not None:
+        logits = logits - log_q[item_idx].unsqueeze(0)
+    duplicates = item_idx.unsqueeze(0) == item_idx.unsqueeze(1)
+    duplicates.fill_diagonal_(False)
+    logits = logits.masked_fill(duplicates, float("-inf"))
+    return torch.nn.functional.cross_entropy(logits, torch.arange(len(item_idx)))
+
+
+def gradients(loss_fn, *tensors):
+    leaves = [t.detach().clone().requires_grad_(True) for t in tensors]
+    loss = loss_fn(*leaves)
+    (loss * 3.0).backward()  # a non-unit upstream gradient must be honoured
+    return loss.detach(), [leaf.grad for leaf in leaves]
+
+
+@pytest.mark.parametrize("use_log_q", [False, True])
+def test_in_batch_gradients_match_autograd(use_log_q):
+    generator = torch.Generator().manual_seed(1)
+    users = torch.randn(64, 8, generator=generator, dtype=torch.float64)
+    items = torch.randn(64, 8, generator=generator, dtype=torch.float64)
+    item_idx = torch.randint(0, 20, (64,), generator=generator)  # many repeats
+    log_q = (
+        torch.log_softmax(torch.randn(20, generator=generator, dtype=torch.float64), 0) if use_log_q else None
+    )
+    ours = gradients(
+        lambda u, v: in_batch_softmax_loss(u, v, item_idx, temperature=0.7, log_q=log_q), users, items
+    )
+    reference = gradients(lambda u, v: autograd_in_batch(u, v, item_idx, 0.7, log_q), users, items)
+    assert torch.allclose(ours[0], reference[0])
+    for mine, theirs in zip(ours[1], reference[1], strict=True):
+        assert torch.allclose(mine, theirs, atol=1e-12)
+
+
+def test_full_softmax_gradients_match_autograd_across_chunks(monkeypatch):
+    from two_tower_recsys.training import losses
+
+    monkeypatch.setattr(losses, "FULL_SOFTMAX_CHUNK_ROWS", 7)  # several chunks, a ragged last one
+    generator = torch.Generator().manual_seed(2)
+    users = torch.randn(30, 5, generator=generator, dtype=torch.float64)
+    catalogue = torch.randn(40, 5, generator=generator, dtype=torch.float64)
+    targets = torch.randint(0, 40, (30,), generator=generator)
+    ours = gradients(lambda u, c: full_softmax_loss(u, c, targets, temperature=0.5), users, catalogue)
+    reference = gradients(
+        lambda u, c: torch.nn.functional.cross_entropy(u @ c.T / 0.5, targets), users, catalogue
+    )
+    assert torch.allclose(ours[0], reference[0])
+    for mine, theirs in zip(ours[1], reference[1], strict=True):
+        assert torch.allclose(mine, theirs, atol=1e-12)
+
+
+def test_duplicate_positions_lists_every_other_occurrence():
+    from two_tower_recsys.training.losses import duplicate_positions
+
+    rows, cols = duplicate_positions(torch.tensor([5, 2, 5, 9, 5, 2]))
+    pairs = sorted(zip(rows.tolist(), cols.tolist(), strict=True))
+    assert pairs == [(0, 2), (0, 4), (1, 5), (2, 0), (2, 4), (4, 0), (4, 2), (5, 1)]
+    empty_rows, _ = duplicate_positions(torch.tensor([1, 2, 3]))
+    assert len(empty_rows) == 0

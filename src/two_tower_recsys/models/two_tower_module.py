@@ -14,6 +14,7 @@ from two_tower_recsys.models.components.two_tower import TwoTower
 from two_tower_recsys.retrieval.scorers import EmbeddingScorer
 from two_tower_recsys.settings import ModelConfig, TrainerConfig, settings_from_mapping
 from two_tower_recsys.training.losses import full_softmax_loss, in_batch_softmax_loss
+from two_tower_recsys.training.optim import LazyAdam
 
 
 class TwoTowerModule(L.LightningModule):
@@ -32,7 +33,7 @@ class TwoTowerModule(L.LightningModule):
         self.save_hyperparameters(ignore=["item_counts"], logger=False)
         self.model_config = settings_from_mapping(ModelConfig, model, "model")
         self.optimizer_config = settings_from_mapping(TrainerConfig, optimizer, "trainer")
-        sparse = self.optimizer_config.optimizer == "sparse_adam"
+        sparse = self.optimizer_config.optimizer == "lazy_adam"
         cfg = self.model_config
         self.net = TwoTower(
             build_tower(cfg.user_tower, n_users, cfg.embedding_dim, init_std=cfg.init_std, sparse=sparse),
@@ -69,13 +70,21 @@ class TwoTowerModule(L.LightningModule):
                 temperature=cfg.temperature,
                 log_q=self.log_q if cfg.logq_correction else None,
             )
-        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(users))
+        self.log(
+            "train_loss",
+            loss,
+            on_step=False,
+            on_epoch=True,
+            prog_bar=True,
+            batch_size=len(users),
+            sync_dist=True,
+        )
         return loss
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         cfg = self.optimizer_config
-        if cfg.optimizer == "sparse_adam":
-            return torch.optim.SparseAdam(self.parameters(), lr=cfg.lr)
+        if cfg.optimizer == "lazy_adam":
+            return LazyAdam(self.parameters(), lr=cfg.lr)
         if cfg.optimizer == "adamw":
             return torch.optim.AdamW(self.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         return torch.optim.Adam(self.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,8 +19,20 @@ from two_tower_recsys.preprocessing.split import VAL
 from two_tower_recsys.settings import EvalConfig, ModelConfig, TrainerConfig
 from two_tower_recsys.training.pairs import epoch_pairs_loader
 from two_tower_recsys.training.validation import EpochRecord, RetrievalValidation, logged_name
+from two_tower_recsys.utils.allocator import keep_freed_memory_for_reuse
 
 log = logging.getLogger(__name__)
+
+
+class _WithoutAdvertising(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Tip: For seamless cloud logging" not in record.getMessage()
+
+
+logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_WithoutAdvertising())
+# Raised inside Lightning 2.6 itself on every fit with torch 2.13; nothing for us to change.
+warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+warnings.filterwarnings("ignore", message=r".*torch.distributed.nn.functional.all_gather is deprecated.*")
 
 
 @dataclass
@@ -45,6 +58,7 @@ def fit_two_tower(
     checkpoint_dir: Path,
     loggers: list[Logger] | None = None,
 ) -> FitResult:
+    keep_freed_memory_for_reuse()
     L.seed_everything(seed, workers=True, verbose=False)
     train = dataset.train
     module = TwoTowerModule.from_settings(
@@ -98,7 +112,7 @@ def fit_two_tower(
         limit_val_batches=0,
         num_sanity_val_steps=0,
         use_distributed_sampler=False,  # the pair sampler shards each epoch itself
-        log_every_n_steps=50,
+        log_every_n_steps=max(1, min(50, len(loader))),
     )
     trainer.fit(module, train_dataloaders=loader)
     best_path = Path(checkpoint.best_model_path)

@@ -1,13 +1,122 @@
-"""Sampled and full softmax cross-entropy for retrieval.
+"""Sampled and full softmax cross-entropy for retrieval, with hand-written gradients.
 
 Both treat each positive (user, movie) pair as a classification of the movie among candidates:
 the other movies of the batch (``in_batch``) or the whole catalogue (``full``).
+
+Why not plain autograd: the logits are a large dense matrix (4096 x 4096 in batch, 4096 x 27k
+for the full catalogue) and autograd keeps several same-sized temporaries alive per step. On
+CPU the cost is dominated by allocating and touching that memory, not by arithmetic. Here the
+forward pass computes loss and gradients together in one reused buffer (the softmax is turned
+into its own gradient in place), in row chunks for the full catalogue so memory stays bounded;
+backward only scales the stored gradients. Tests check both against autograd on the definition.
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
+
+FULL_SOFTMAX_CHUNK_ROWS = 1024  # 1024 x 27k float32 logits = 110 MB per chunk
+
+
+def duplicate_positions(item_idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(row, column) of every pair of DIFFERENT batch positions holding the same movie.
+
+    Sorting finds the repeats without a B x B comparison; a movie appearing c times adds
+    c * (c - 1) pairs, a few thousand per 4096-pair batch even with MovieLens' popularity skew.
+    """
+    order = torch.argsort(item_idx, stable=True)
+    sorted_items = item_idx[order]
+    starts_group = torch.ones_like(sorted_items, dtype=torch.bool)
+    starts_group[1:] = sorted_items[1:] != sorted_items[:-1]
+    group = torch.cumsum(starts_group, 0) - 1
+    sizes = torch.bincount(group)
+    group_start = torch.cumsum(sizes, 0) - sizes
+    size_of = sizes[group]  # for each sorted position, the size of its group
+    repeated = size_of > 1
+    if not bool(repeated.any()):
+        empty = torch.empty(0, dtype=torch.long)
+        return empty, empty
+    positions = torch.nonzero(repeated).squeeze(1)
+    partners_per_position = size_of[positions]
+    rows_sorted = torch.repeat_interleave(positions, partners_per_position)
+    first = torch.repeat_interleave(group_start[group[positions]], partners_per_position)
+    offsets = torch.arange(len(rows_sorted)) - torch.repeat_interleave(
+        torch.cumsum(partners_per_position, 0) - partners_per_position, partners_per_position
+    )
+    cols_sorted = first + offsets
+    different = rows_sorted != cols_sorted
+    return order[rows_sorted[different]], order[cols_sorted[different]]
+
+
+def _into_loss_gradient(logits: torch.Tensor, scale: float) -> torch.Tensor:
+    """Turn ``logits`` in place into ``softmax(logits) * scale``; return each row's log-normaliser.
+
+    One exp per element (``torch.logsumexp`` followed by a softmax would take two).
+    """
+    row_max = logits.amax(dim=1, keepdim=True)
+    exponentials = logits.sub_(row_max).exp_()
+    sums = exponentials.sum(dim=1, keepdim=True)
+    exponentials.mul_(scale / sums)
+    return (row_max + sums.log()).squeeze(1)
+
+
+class _InBatchSoftmax(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, user_emb, item_emb, item_idx, log_q_batch, temperature):
+        batch = user_emb.shape[0]
+        inv_t = 1.0 / temperature
+        with torch.no_grad():
+            if log_q_batch is None:
+                logits = torch.mm(user_emb, item_emb.T).mul_(inv_t)
+            else:  # logits = U V^T / T - log q, in one pass
+                logits = torch.addmm(-log_q_batch.unsqueeze(0), user_emb, item_emb.T, alpha=inv_t)
+            rows, cols = duplicate_positions(item_idx)
+            logits[rows, cols] = float("-inf")
+            positive = logits.diagonal().clone()
+            # d loss / d (U V^T) = (softmax - one_hot) / (B T), built in place in the logits buffer.
+            scale = inv_t / batch
+            log_norm = _into_loss_gradient(logits, scale)
+            loss = (log_norm - positive).mean()
+            grad_logits = logits
+            grad_logits.diagonal().sub_(scale)
+            ctx.save_for_backward(grad_logits @ item_emb, grad_logits.T @ user_emb)
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad_loss):
+        grad_user, grad_item = ctx.saved_tensors
+        return grad_user * grad_loss, grad_item * grad_loss, None, None, None
+
+
+class _FullSoftmax(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, user_emb, all_item_emb, item_idx, temperature):
+        batch = user_emb.shape[0]
+        inv_t = 1.0 / temperature
+        grad_user = torch.empty_like(user_emb)
+        grad_items = torch.zeros_like(all_item_emb)
+        total = user_emb.new_zeros(())
+        with torch.no_grad():
+            for start in range(0, batch, FULL_SOFTMAX_CHUNK_ROWS):
+                users = user_emb[start : start + FULL_SOFTMAX_CHUNK_ROWS]
+                targets = item_idx[start : start + FULL_SOFTMAX_CHUNK_ROWS]
+                logits = torch.mm(users, all_item_emb.T).mul_(inv_t)
+                rows = torch.arange(len(targets))
+                positive = logits[rows, targets]
+                scale = inv_t / batch
+                log_norm = _into_loss_gradient(logits, scale)
+                total += (log_norm - positive).sum()
+                grad_logits = logits
+                grad_logits[rows, targets] -= scale
+                torch.mm(grad_logits, all_item_emb, out=grad_user[start : start + len(targets)])
+                grad_items.addmm_(grad_logits.T, users)
+            ctx.save_for_backward(grad_user, grad_items)
+        return total / batch
+
+    @staticmethod
+    def backward(ctx, grad_loss):
+        grad_user, grad_items = ctx.saved_tensors
+        return grad_user * grad_loss, grad_items * grad_loss, None, None
 
 
 def in_batch_softmax_loss(
@@ -26,23 +135,12 @@ def in_batch_softmax_loss(
     A movie that appears several times in the batch is not a negative for its own positives:
     those duplicate columns are masked.
     """
-    logits = user_emb @ item_emb.T
-    if temperature != 1.0:
-        logits = logits / temperature
-    if log_q is not None:
-        logits = logits - log_q[item_idx].unsqueeze(0)
-    duplicates = item_idx.unsqueeze(0) == item_idx.unsqueeze(1)
-    duplicates.fill_diagonal_(False)
-    logits = logits.masked_fill(duplicates, float("-inf"))
-    labels = torch.arange(len(item_idx), device=logits.device)
-    return F.cross_entropy(logits, labels)
+    log_q_batch = log_q[item_idx] if log_q is not None else None
+    return _InBatchSoftmax.apply(user_emb, item_emb, item_idx, log_q_batch, float(temperature))
 
 
 def full_softmax_loss(
     user_emb: torch.Tensor, all_item_emb: torch.Tensor, item_idx: torch.Tensor, *, temperature: float = 1.0
 ) -> torch.Tensor:
     """Exact softmax over every catalogue movie."""
-    logits = user_emb @ all_item_emb.T
-    if temperature != 1.0:
-        logits = logits / temperature
-    return F.cross_entropy(logits, item_idx)
+    return _FullSoftmax.apply(user_emb, all_item_emb, item_idx, float(temperature))

@@ -59,7 +59,14 @@ class RetrievalValidation(L.Callback):
             ranks = gather_ranks(trainer, ranks, len(self.task.users))
         metrics = summarize(ranks, self.recall_ks, self.ndcg_ks)
         for name, value in metrics.items():
-            pl_module.log(logged_name(name, "val"), value, on_epoch=True, prog_bar=name.startswith("recall"))
+            # The value is already global (gathered ranks); sync_dist averages identical copies.
+            pl_module.log(
+                logged_name(name, "val"),
+                value,
+                on_epoch=True,
+                prog_bar=name.startswith("recall"),
+                sync_dist=True,
+            )
         loss = trainer.callback_metrics.get("train_loss")
         self.history.append(
             EpochRecord(trainer.current_epoch, float(loss) if loss is not None else float("nan"), metrics)

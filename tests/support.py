@@ -1,0 +1,96 @@
+"""Helpers shared by the tests: tiny MovieLens zips, free ports, real server processes, the CLI."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import zipfile
+from collections.abc import Iterable
+from pathlib import Path
+
+SHARED_SMALL_ZIP = Path(__file__).resolve().parents[2] / "shared" / "data" / "ml-latest-small.zip"
+
+Rating = tuple[int, int, float, int]  # userId, movieId, rating, timestamp
+
+
+def write_movielens_zip(
+    path: Path,
+    ratings: Iterable[Rating],
+    movies: Iterable[tuple[int, str, str]] | None = None,
+    folder: str = "ml-test",
+    ratings_header: str = "userId,movieId,rating,timestamp",
+) -> Path:
+    """Write a MovieLens-format zip; movies default to 'Movie <id> (2000)' for every rated id."""
+    ratings = list(ratings)
+    if movies is None:
+        ids = sorted({row[1] for row in ratings})
+        movies = [(movie_id, f"Movie {movie_id} (2000)", "Drama") for movie_id in ids]
+    ratings_csv = ratings_header + "\n" + "".join(",".join(map(str, row)) + "\n" for row in ratings)
+    movies_csv = "movieId,title,genres\n" + "".join(
+        f'{movie_id},"{title}",{genres}\n' for movie_id, title, genres in movies
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(f"{folder}/ratings.csv", ratings_csv)
+        archive.writestr(f"{folder}/movies.csv", movies_csv)
+    return path
+
+
+VENV_BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_http(url: str, process: subprocess.Popen, timeout_s: float = 120.0) -> None:
+    """Poll ``url`` until it answers 200; fail early if ``process`` dies."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with status {process.returncode} before answering {url}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise TimeoutError(f"{url} did not answer within {timeout_s} s")
+
+
+def stop_process_group(process: subprocess.Popen) -> None:
+    """Stop a server started with start_new_session=True, workers included."""
+    if process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+
+
+TINY_SYNTHETIC = [
+    "data=synthetic",
+    "data.synthetic.users=150",
+    "data.synthetic.movies=120",
+    "data.synthetic.ratings=9000",
+    "data.synthetic.clusters=4",
+    "trainer.max_epochs=2",
+    "trainer.batch_size=512",
+    "trainer.progress_bar=false",
+]
+
+
+def run_cli(args: list[str], cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
+    """``two-tower <args>`` as a user runs it."""
+    return subprocess.run(
+        [str(VENV_BIN / "two-tower"), *args], cwd=cwd, capture_output=True, text=True, timeout=timeout
+    )
