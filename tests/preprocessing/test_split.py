@@ -26,6 +26,14 @@ def original_pairs(splits, name):
     )
 
 
+def original_users(positives):
+    return sorted(set(positives.user_ids[positives.user_codes].tolist()))
+
+
+def original_movies(positives):
+    return sorted(set(positives.movie_ids[positives.movie_codes].tolist()))
+
+
 NO_FILTER = FilterParams(rating_threshold=4.0, min_user_interactions=1, min_item_interactions=1)
 
 
@@ -97,8 +105,8 @@ def test_filters_count_positives_before_filtering():
     ]  # fmt: skip
     positives = select_positives(ratings_frame(rows), params)
     # movie 13 has no positive; movies 10, 11 keep counting user 2's positives (one pass)
-    assert sorted(positives["userId"].unique().to_list()) == [1, 3]
-    assert sorted(positives["movieId"].unique().to_list()) == [10, 11, 12]
+    assert original_users(positives) == [1, 3]
+    assert original_movies(positives) == [10, 11, 12]
 
 
 def test_one_pass_filter_keeps_a_movie_whose_count_relied_on_a_dropped_user():
@@ -113,14 +121,16 @@ def test_one_pass_filter_keeps_a_movie_whose_count_relied_on_a_dropped_user():
     ]
     # user 2 has 1 positive (dropped); movie 12 counted 3 positives before filtering: kept
     positives = select_positives(ratings_frame(rows), params)
-    assert 2 not in positives["userId"].to_list()
-    assert 12 in positives["movieId"].to_list()
+    assert 2 not in original_users(positives)
+    assert 12 in original_movies(positives)
 
 
 def test_repeated_ratings_keep_one_row():
     rows = [(1, 10, 5.0, 1), (1, 10, 4.0, 9), (1, 11, 5.0, 2), (1, 12, 5.0, 3)]
     positives = select_positives(ratings_frame(rows), NO_FILTER)
-    assert positives.filter(pl.col("movieId") == 10)["timestamp"].to_list() == [9]
+    movie_10 = positives.movie_ids[positives.movie_codes] == 10
+    assert positives.timestamps[movie_10].tolist() == [9]
+    assert positives.ratings[movie_10].tolist() == [4.0]
 
 
 def test_indices_are_contiguous_and_ordered_by_original_id():
@@ -135,3 +145,59 @@ def test_thresholds_that_leave_nothing_raise_a_clear_error():
     rows = [(1, 10, 3.0, 1), (1, 11, 3.5, 2)]
     with pytest.raises(DataError, match="no positives left after filtering.*rating_threshold=4.0"):
         build_splits(ratings_frame(rows), NO_FILTER)
+
+
+def test_large_and_negative_ids_and_timestamps_take_the_general_path():
+    big = 10**15
+    rows = [(u, m, 5.0, t) for u in (-5, big) for t, m in enumerate((big, -7, 3), start=-10)]
+    rows += [(7, m, 5.0, 0) for m in (big, -7, 3, 11, 12)]
+    splits = build_splits(ratings_frame(rows), NO_FILTER)
+    assert splits.user_ids.tolist() == [-5, 7, big]
+    assert without(original_pairs(splits, "test"), user=7) == [(-5, 3), (big, 3)]
+    assert without(original_pairs(splits, "val"), user=7) == [(-5, -7), (big, -7)]
+
+
+def test_matches_a_straightforward_reference_on_random_data():
+    import numpy as np
+
+    rng = np.random.default_rng(5)
+    n = 3000
+    frame = ratings_frame(
+        list(
+            zip(
+                rng.integers(1, 60, n).tolist(),
+                rng.integers(1, 80, n).tolist(),
+                (rng.integers(1, 11, n) / 2).tolist(),
+                rng.integers(0, 50, n).tolist(),  # many equal timestamps
+                strict=True,
+            )
+        )
+    )
+    params = FilterParams(rating_threshold=3.0, min_user_interactions=3, min_item_interactions=2)
+    splits = build_splits(frame, params)
+    # reference: plain Python over dicts
+    latest = {}
+    for user, movie, rating, ts in frame.rows():
+        if rating >= 3.0 and ((user, movie) not in latest or ts >= latest[(user, movie)][0]):
+            latest[(user, movie)] = (ts, rating)
+    users, movies = {}, {}
+    for user, movie in latest:
+        users[user] = users.get(user, 0) + 1
+        movies[movie] = movies.get(movie, 0) + 1
+    kept = {p: v for p, v in latest.items() if users[p[0]] >= 3 and movies[p[1]] >= 2}
+    by_user = {}
+    for (user, movie), (ts, _) in kept.items():
+        by_user.setdefault(user, []).append((ts, movie))
+    expected = {"train": set(), "val": set(), "test": set()}
+    for user, items in by_user.items():
+        items.sort()
+        for position, (_, movie) in enumerate(items):
+            from_end = len(items) - 1 - position
+            split = "train" if len(items) < 3 or from_end > 1 else ("test" if from_end == 0 else "val")
+            expected[split].add((user, movie))
+    train_movies = {movie for _, movie in expected["train"]}
+    for split in ("val", "test"):
+        expected[split] = {pair for pair in expected[split] if pair[1] in train_movies}
+    for split in ("train", "val", "test"):
+        assert set(original_pairs(splits, split)) == expected[split]
+        assert len(original_pairs(splits, split)) == len(expected[split])

@@ -7,7 +7,6 @@ found by file name. Columns are typed on read with pyarrow (multi-threaded, abou
 
 from __future__ import annotations
 
-import io
 import logging
 import zipfile
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ RATINGS_SCHEMA = {
     "timestamp": pa.int64(),
 }
 MOVIES_SCHEMA = {"movieId": pa.int64(), "title": pa.string(), "genres": pa.string()}
+_CSV_BLOCK_BYTES = 16 << 20
 
 
 @dataclass(frozen=True)
@@ -72,30 +72,35 @@ def _find_member(archive: zipfile.ZipFile, filename: str) -> str | None:
 
 
 def _read_csv(archive: zipfile.ZipFile, member: str, schema: dict[str, pa.DataType]) -> pl.DataFrame:
-    # Decompressing into memory first lets pyarrow parse blocks on all cores.
-    data = archive.read(member)
-    header = data[: data.find(b"\n")].decode("utf-8", errors="replace").strip().lstrip("\ufeff")
-    columns = [name.strip().strip('"') for name in header.split(",")] if header else []
+    columns = _header(archive, member)
     missing = [name for name in schema if name not in columns]
     if missing:
         raise DataError(
             f"{member} is missing column(s) {', '.join(missing)} (found: {', '.join(columns) or 'nothing'})"
         )
     try:
-        table = pacsv.read_csv(
-            io.BytesIO(data),
-            convert_options=pacsv.ConvertOptions(
-                column_types=schema, include_columns=list(schema), strings_can_be_null=False
-            ),
-        )
+        # Streaming from the zip lets pyarrow parse one block while the next is inflated.
+        with archive.open(member) as stream:
+            table = pacsv.read_csv(
+                stream,
+                read_options=pacsv.ReadOptions(block_size=_CSV_BLOCK_BYTES),
+                convert_options=pacsv.ConvertOptions(
+                    column_types=schema, include_columns=list(schema), strings_can_be_null=False
+                ),
+            )
     except pa.ArrowInvalid as exc:
         raise DataError(f"{member}: {_describe_arrow_error(str(exc), columns)}") from None
-    del data
     for name in schema:
         nulls = table.column(name).null_count
         if nulls and name != "genres":
             raise DataError(f"{member}: column {name} has {nulls} empty value(s)")
     return pl.from_arrow(table)
+
+
+def _header(archive: zipfile.ZipFile, member: str) -> list[str]:
+    with archive.open(member) as stream:
+        line = stream.readline().decode("utf-8", errors="replace").strip().lstrip("\ufeff")
+    return [name.strip().strip('"') for name in line.split(",")] if line else []
 
 
 def _describe_arrow_error(message: str, columns: list[str]) -> str:
