@@ -18,6 +18,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from two_tower_recsys.errors import ConfigError, RecsysError
 from two_tower_recsys.settings import AppConfig, settings_from_mapping
+from two_tower_recsys.utils.allocator import keep_freed_memory_for_reuse
 
 CONFIG_NAME = "config"
 EXIT_USER_ERROR = 2
@@ -67,6 +68,7 @@ def hydra_entry(task: Callable[[AppConfig], int | None]) -> Callable[[], None]:
 
     @hydra.main(config_path=str(config_dir()), config_name=CONFIG_NAME, version_base="1.3")
     def _run(cfg: DictConfig) -> None:
+        keep_freed_memory_for_reuse()  # every command allocates large score/logit matrices in loops
         status = report_user_errors(lambda: task(settings_from_hydra(cfg)))
         if status:
             sys.exit(status)
