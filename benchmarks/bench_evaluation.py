@@ -35,9 +35,9 @@ def child(zip_path: Path, processed_dir: Path, scorer_name: str, batch_size: int
     import torch
 
     from two_tower_recsys.evaluation.evaluator import evaluate, evaluation_task
-    from two_tower_recsys.utils.allocator import keep_freed_memory_for_reuse
     from two_tower_recsys.models.popularity import fit_popularity
     from two_tower_recsys.retrieval.scorers import EmbeddingScorer
+    from two_tower_recsys.utils.allocator import keep_freed_memory_for_reuse
 
     keep_freed_memory_for_reuse()  # as every two-tower command does
     dataset = prepare(zip_path, processed_dir)
@@ -47,7 +47,8 @@ def child(zip_path: Path, processed_dir: Path, scorer_name: str, batch_size: int
     else:
         generator = torch.Generator().manual_seed(0)
         scorer = EmbeddingScorer(
-            torch.randn(dataset.n_users, 64, generator=generator), torch.randn(dataset.n_items, 64, generator=generator)
+            torch.randn(dataset.n_users, 64, generator=generator),
+            torch.randn(dataset.n_items, 64, generator=generator),
         )
     rss_before = peak_rss_mb()
     started = time.perf_counter()
@@ -86,12 +87,14 @@ def main() -> None:
             runs = []
             for repeat in range(args.repeats):
                 run = run_isolated(
-                    Path(__file__), [processed_dir, scorer, str(zip_path), "--batch-size", str(args.batch_size)]
+                    Path(__file__),
+                    [processed_dir, scorer, str(zip_path), "--batch-size", str(args.batch_size)],
                 )
                 runs.append(run)
                 print(f"{scorer} run {repeat + 1}: {json.dumps(run)}", flush=True)
             summary = median_summary(runs, ["evaluate_s", "peak_rss_mb"])
-            print(f"{scorer} median: evaluate_s={summary['evaluate_s']:.1f} peak_rss_mb={summary['peak_rss_mb']:.0f}")
+            seconds, rss = summary["evaluate_s"], summary["peak_rss_mb"]
+            print(f"{scorer} median: evaluate_s={seconds:.1f} peak_rss_mb={rss:.0f}")
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import ensure_ml20m_shaped_zip, median_summary, peak_rss_mb, run_isolated  # noqa: E402
+from common import ensure_ml20m_shaped_zip, median_summary, peak_rss_mb, run_isolated
 
 
 def child(zip_path: Path) -> None:

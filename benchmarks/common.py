@@ -20,7 +20,9 @@ def peak_rss_mb() -> float:
 def ensure_ml20m_shaped_zip(path: Path = ML20M_ZIP) -> Path:
     """Generate the synthetic ML-20M-shaped zip once (about 30 s) if it is not there yet."""
     if not path.exists():
-        subprocess.run([sys.executable, str(Path(__file__).with_name("bench_synth.py")), "--out", str(path)], check=True)
+        subprocess.run(
+            [sys.executable, str(Path(__file__).with_name("bench_synth.py")), "--out", str(path)], check=True
+        )
     return path
 
 
