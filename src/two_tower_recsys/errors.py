@@ -23,3 +23,7 @@ class ChecksumError(DataError):
 
 class ArtifactError(RecsysError):
     """Trained artifacts are missing, truncated or do not match their manifest."""
+
+
+class RequestError(RecsysError):
+    """A recommendation request is invalid (bad k, bad user id, malformed or oversized rows)."""

@@ -136,9 +136,8 @@ def write_index(
     return manifest
 
 
-def load_index(directory: Path) -> RetrievalIndex:
-    """Load the index after checking every file against the manifest (one-line ArtifactError)."""
-    directory = Path(directory)
+def verified_manifest(directory: Path) -> dict[str, Any]:
+    """The manifest of an index directory whose files all match it (else a one-line ArtifactError)."""
     try:
         manifest = verify_manifest(directory, "artifacts")
     except ValueError as exc:
@@ -148,6 +147,35 @@ def load_index(directory: Path) -> RetrievalIndex:
         raise ArtifactError(
             f"artifacts in {directory} are from another version (missing {', '.join(missing) or '-'})"
         )
+    return manifest
+
+
+def copy_index(source: Path, destination: Path) -> dict[str, Any]:
+    """Copy the index files, not the checkpoint, into the new directory ``destination``.
+
+    The copy gets a manifest of its own (the source's provenance, its own file list), so
+    :func:`load_index` verifies it like the original; serving packages hold such a copy. Each
+    copied file must match the checksum the source manifest vouches for.
+    """
+    source, destination = Path(source), Path(destination)
+    manifest = verified_manifest(source)
+    destination.mkdir(parents=True)
+    for name in INDEX_FILES:
+        shutil.copyfile(source / name, destination / name)
+    provenance = {key: value for key, value in manifest.items() if key != "files"}
+    copied = write_manifest(destination, provenance)
+    changed = [
+        name for name in INDEX_FILES if copied["files"][name]["sha256"] != manifest["files"][name]["sha256"]
+    ]
+    if changed:
+        raise ArtifactError(f"{', '.join(changed)} in {source} changed while being copied; try again")
+    return copied
+
+
+def load_index(directory: Path) -> RetrievalIndex:
+    """Load the index after checking every file against the manifest (one-line ArtifactError)."""
+    directory = Path(directory)
+    manifest = verified_manifest(directory)
     seen = np.load(directory / SEEN_ITEMS)
     return RetrievalIndex(
         user_embeddings=torch.load(directory / USER_EMBEDDINGS, weights_only=True),

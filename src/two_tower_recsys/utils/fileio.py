@@ -9,10 +9,13 @@ verifies the manifest never trusts a mix of old and new files.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
 import hashlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -130,6 +133,43 @@ def commit_staged_directory(staging: Path, destination: Path) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(path, target)
     os.replace(new_manifest, destination / MANIFEST_NAME)
+
+
+def replace_directory(source: Path, destination: Path) -> None:
+    """Put the complete directory ``source`` at ``destination``, replacing (and deleting) any old one.
+
+    On Linux the two are swapped in one atomic step (``renameat2(RENAME_EXCHANGE)``), so a reader
+    that opens ``destination`` gets the old or the new directory, never neither and never a mix.
+    Elsewhere the old one is first renamed aside: never a partial directory, but ``destination`` is
+    briefly missing. ``source`` must be on the same filesystem, e.g. staged beside ``destination``.
+    """
+    source, destination = Path(source), Path(destination)
+    if not destination.exists():
+        os.rename(source, destination)
+        return
+    if not _exchange_paths(source, destination):
+        aside = source.with_name(f"{source.name}.previous")
+        os.rename(destination, aside)
+        os.rename(source, destination)
+        aside.rename(source)
+    shutil.rmtree(source)  # now the previous destination
+
+
+def _exchange_paths(first: Path, second: Path) -> bool:
+    """Swap two paths atomically; False where the OS or filesystem cannot (then nothing changed)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    renameat2 = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)  # glibc >= 2.28
+    if renameat2 is None:
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    if renameat2(at_fdcwd, os.fsencode(first), at_fdcwd, os.fsencode(second), rename_exchange) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):
+        return False
+    raise OSError(code, os.strerror(code), str(second))
 
 
 def verify_manifest(directory: Path, what: str) -> dict[str, Any]:

@@ -1,0 +1,99 @@
+"""Export the trained scorer to ONNX: ``(user_idx [N], item_idx [N]) -> score [N]``, N dynamic.
+
+The exported network is the checkpoint's plain :class:`TwoTower` module (``forward`` is exactly the
+pairwise scorer), traced with PyTorch's ``torch.export``-based exporter (the default since 2.9;
+the TorchScript one is deprecated). Inputs are int64 indices, not original ids: map userId/movieId
+with ``user2idx.json`` / ``item2idx.json`` beside it. The weights are stored inside the one file.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+
+from two_tower_recsys.artifacts.store import CHECKPOINT, verified_manifest
+from two_tower_recsys.errors import ArtifactError
+from two_tower_recsys.utils.fileio import atomic_path
+
+INPUT_NAMES = ("user_idx", "item_idx")
+OUTPUT_NAME = "score"
+
+
+@dataclass(frozen=True)
+class OnnxExport:
+    path: Path
+    n_users: int
+    n_items: int
+    max_abs_difference: float  # ONNX Runtime vs PyTorch on random pairs
+
+
+def load_scoring_network(artifacts_dir: Path) -> torch.nn.Module:
+    """The checkpoint's two-tower network in eval mode (the checkpoint is verified first)."""
+    manifest = verified_manifest(Path(artifacts_dir))
+    if CHECKPOINT not in manifest.get("files", {}):
+        raise ArtifactError(f"{artifacts_dir} has no {CHECKPOINT}; ONNX export needs the trained checkpoint")
+    # Imported here: only exporting needs Lightning; serving never imports this module.
+    from two_tower_recsys.models.two_tower_module import TwoTowerModule
+
+    module = TwoTowerModule.load_from_checkpoint(
+        Path(artifacts_dir) / CHECKPOINT, map_location="cpu", weights_only=False
+    )
+    return module.net.eval()
+
+
+def write_scoring_onnx(network: torch.nn.Module, path: Path) -> onnx.ModelProto:
+    """Write ``network(user_idx, item_idx)`` to ``path`` as a checked ONNX model."""
+    example = (torch.zeros(2, dtype=torch.int64), torch.zeros(2, dtype=torch.int64))
+    batch = torch.export.Dim("batch")
+    with torch.no_grad(), warnings.catch_warnings():
+        # Both inputs share the one batch Dim, which the exporter reports as a naming clash.
+        warnings.filterwarnings("ignore", message=".*shares the same shape constraints", category=UserWarning)
+        program = torch.onnx.export(
+            network,
+            example,
+            input_names=list(INPUT_NAMES),
+            output_names=[OUTPUT_NAME],
+            dynamic_shapes={name: {0: batch} for name in INPUT_NAMES},
+            dynamo=True,
+            verbose=False,
+        )
+    model = program.model_proto
+    onnx.checker.check_model(model, full_check=True)
+    onnx.save_model(model, path)  # weights inline: 165k x 64 floats is far below protobuf's 2 GB
+    return model
+
+
+def onnx_vs_torch(network: torch.nn.Module, onnx_path: Path, n_pairs: int = 4096, seed: int = 0) -> float:
+    """Max |ONNX Runtime - PyTorch| score over random (user, item) pairs."""
+    import onnxruntime as ort
+
+    n_users, n_items = tower_sizes(network)
+    rng = np.random.default_rng(seed)
+    users = rng.integers(0, n_users, n_pairs, dtype=np.int64)
+    items = rng.integers(0, n_items, n_pairs, dtype=np.int64)
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    (onnx_scores,) = session.run([OUTPUT_NAME], {INPUT_NAMES[0]: users, INPUT_NAMES[1]: items})
+    with torch.no_grad():
+        torch_scores = network(torch.from_numpy(users), torch.from_numpy(items)).numpy()
+    return float(np.max(np.abs(onnx_scores - torch_scores)))
+
+
+def tower_sizes(network: torch.nn.Module) -> tuple[int, int]:
+    return int(network.user_tower.size), int(network.item_tower.size)
+
+
+def export_from_artifacts(artifacts_dir: Path, destination: Path, tolerance: float = 1e-5) -> OnnxExport:
+    """Export the checkpoint in ``artifacts_dir``; the file replaces ``destination`` only once
+    ONNX Runtime agrees with PyTorch within ``tolerance``."""
+    network = load_scoring_network(artifacts_dir)
+    with atomic_path(destination) as tmp:
+        write_scoring_onnx(network, tmp)
+        difference = onnx_vs_torch(network, tmp)
+        if not difference <= tolerance:
+            raise ArtifactError(f"ONNX export differs from PyTorch by {difference:.3g} (> {tolerance})")
+    return OnnxExport(Path(destination), *tower_sizes(network), difference)

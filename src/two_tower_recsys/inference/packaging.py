@@ -1,0 +1,112 @@
+"""Write the self-contained MLflow pyfunc package that ``mlflow models serve`` runs.
+
+``<destination>/`` is an ordinary MLflow model directory: ``MLmodel`` (signature, input example,
+``model_config``), ``artifacts/index/`` (a verified copy of the index: embeddings, lookups, seen
+items, popularity, titles and their manifest; no checkpoint), ``code/two_tower_recsys/`` (this
+package, put first on ``sys.path`` when the model loads, so it serves from any directory without
+the package being installed) and ``requirements.txt``.
+
+The package is built beside the destination and swapped in with :func:`replace_directory`, so a
+re-run replaces the previous package in one step, and a failed run leaves it untouched.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+import mlflow.pyfunc
+import pandas as pd
+from mlflow.models import ModelSignature
+from mlflow.types.schema import AnyType, Array, ColSpec, DataType, Object, Property, Schema
+
+import two_tower_recsys
+from two_tower_recsys.artifacts.store import USER_MAPPING, copy_index, verified_manifest
+from two_tower_recsys.inference.pyfunc_model import INDEX_ARTIFACT, model_config
+from two_tower_recsys.inference.validation import USER_ID, K
+from two_tower_recsys.preprocessing.processed import read_id_mapping
+from two_tower_recsys.settings import InferConfig
+from two_tower_recsys.utils.fileio import replace_directory, staged_directory
+
+# What the inference code imports; the training stack (Lightning, Hydra) is not needed to serve.
+SERVING_REQUIREMENTS = ("mlflow", "torch", "numpy", "pandas", "polars")
+# Loaded by MLflow as "model from code" (read, not imported here: importing it registers a model).
+MODEL_CODE = Path(__file__).with_name("mlflow_model_code.py")
+
+
+@dataclass(frozen=True)
+class PackagedModel:
+    path: Path
+    n_users: int
+    n_items: int
+    example_user_id: int
+
+
+def serving_signature() -> ModelSignature:
+    """The answer's shape; no input schema on purpose.
+
+    An input schema makes the scoring server convert the request before the model sees it: with
+    ``long`` columns it runs ``astype(int64)``, turning 1.5 into 1 and "7" into 7; with ``any``
+    columns it cannot parse CSV at all and answers every CSV request with a stack trace. Without
+    one the model gets the request as sent and checks it itself (``validation.RequestLimits``);
+    the input example documents the columns.
+    """
+    answer = Object(
+        [
+            Property(USER_ID, DataType.long),
+            Property(K, DataType.long),
+            Property("fallback", DataType.boolean),
+            Property("recommendations", Array(Array(AnyType()))),  # [movieId, score, title]
+        ]
+    )
+    return ModelSignature(inputs=None, outputs=Schema([ColSpec(answer)]))
+
+
+def pinned_requirements() -> list[str]:
+    return [f"{name}=={metadata.version(name).split('+')[0]}" for name in SERVING_REQUIREMENTS]
+
+
+def package_model(artifacts_dir: Path, destination: Path, infer: InferConfig) -> PackagedModel:
+    """Package the index in ``artifacts_dir`` as an MLflow pyfunc model at ``destination``."""
+    destination = Path(destination)
+    verified_manifest(Path(artifacts_dir))  # fail before creating anything beside the destination
+    with staged_directory(destination) as staging:
+        manifest = copy_index(artifacts_dir, staging / INDEX_ARTIFACT)
+        code = _copy_package_code(staging / "code")
+        example_user_id = _first_user_id(staging / INDEX_ARTIFACT)
+        model_dir = staging / "model"
+        mlflow.pyfunc.save_model(
+            path=str(model_dir),
+            python_model=str(MODEL_CODE),
+            artifacts={INDEX_ARTIFACT: str(staging / INDEX_ARTIFACT)},
+            code_paths=[str(code)],
+            signature=serving_signature(),
+            input_example=pd.DataFrame({USER_ID: [example_user_id], K: [infer.k]}),
+            pip_requirements=pinned_requirements(),
+            model_config=model_config(infer),
+            metadata={
+                "two_tower_recsys": {
+                    "index_created_at": manifest.get("created_at"),
+                    "dataset": manifest.get("dataset", {}).get("name"),
+                    "n_users": manifest.get("n_users"),
+                    "n_items": manifest.get("n_items"),
+                }
+            },
+        )
+        replace_directory(model_dir, destination)
+    return PackagedModel(destination, manifest["n_users"], manifest["n_items"], example_user_id)
+
+
+def _copy_package_code(directory: Path) -> Path:
+    """A clean copy of this package (no caches) for ``code_paths``."""
+    source = Path(two_tower_recsys.__file__).parent
+    target = directory / source.name
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "configs"))
+    return target
+
+
+def _first_user_id(index_dir: Path) -> int:
+    user_ids = read_id_mapping(index_dir / USER_MAPPING)
+    return int(user_ids.min()) if len(user_ids) else 1

@@ -1,0 +1,74 @@
+"""The MLflow pyfunc model: the recommendation core behind ``mlflow.pyfunc`` and ``mlflow models serve``.
+
+Input: a table with columns ``user_id`` and ``k`` (integers), one request per row. Output: one
+answer per row, in order, each ``{"user_id", "k", "fallback", "recommendations"}`` exactly as
+:meth:`UserRecommendations.as_dict` (the CLI prints the same).
+
+Errors: a bad request raises :class:`MlflowException` with ``INVALID_PARAMETER_VALUE``, which the
+scoring server answers with a 400 whose JSON body carries our one-line reason (in ``detail``, and
+at the end of ``message``) and no stack trace; any other exception would come back as a 400 *with*
+the traceback. An unexpected failure is logged here, traceback included, and answered with a
+clean 500.
+
+Loading reads the index copy packaged with the model (verified by its manifest): embeddings and
+lookups, no Lightning and no checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import mlflow.pyfunc
+import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INTERNAL_ERROR
+
+from two_tower_recsys.errors import RequestError
+from two_tower_recsys.inference.recommender import Recommender
+from two_tower_recsys.inference.validation import RequestLimits
+from two_tower_recsys.settings import InferConfig
+
+log = logging.getLogger(__name__)
+
+INDEX_ARTIFACT = "index"
+# The serving settings, recorded in the package's MLmodel and overridable at load time with
+# mlflow.pyfunc.load_model(path, model_config={...}).
+MODEL_CONFIG_KEYS = ("filter_seen", "batch_size", "max_request_rows", "max_response_items")
+
+
+def model_config(infer: InferConfig) -> dict[str, Any]:
+    return {key: getattr(infer, key) for key in MODEL_CONFIG_KEYS}
+
+
+class RecommenderModel(mlflow.pyfunc.PythonModel):
+    """``predict(DataFrame[user_id, k]) -> list of answers``; settings come from ``model_config``."""
+
+    def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
+        config = {**model_config(InferConfig()), **(context.model_config or {})}
+        unknown = sorted(set(config) - set(MODEL_CONFIG_KEYS))
+        if unknown:
+            raise ValueError(f"unknown model_config key(s): {', '.join(unknown)}")
+        self.filter_seen = bool(config["filter_seen"])
+        self.limits = RequestLimits(int(config["max_request_rows"]), int(config["max_response_items"]))
+        self.recommender = Recommender.from_artifacts(
+            Path(context.artifacts[INDEX_ARTIFACT]), batch_size=int(config["batch_size"])
+        )
+
+    # A DataFrame annotation is one MLflow does not turn into a signature: with a list[...] hint the
+    # server would demand {"inputs": ...} requests instead of dataframe_split / dataframe_records.
+    # (A mapping of column -> values, as {"inputs": {...}} requests arrive, is accepted too.)
+    def predict(
+        self, context: mlflow.pyfunc.PythonModelContext, model_input: pd.DataFrame
+    ) -> list[dict[str, Any]]:
+        try:
+            rows = self.limits.parse(model_input, self.recommender.n_items)
+            answers = self.recommender.recommend(rows.user_ids, rows.ks, filter_seen=self.filter_seen)
+        except RequestError as exc:
+            # The server prefixes `message` with a dump of the request; `detail` stays our one line.
+            raise MlflowException.invalid_parameter_value(str(exc), detail=str(exc)) from None
+        except Exception:
+            log.exception("recommendation failed")
+            raise MlflowException("internal error while recommending", error_code=INTERNAL_ERROR) from None
+        return [answer.as_dict() for answer in answers]

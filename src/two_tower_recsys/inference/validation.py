@@ -1,0 +1,164 @@
+"""What a recommendation request may contain, checked in one place.
+
+The Python API (:meth:`Recommender.recommend`), the CLI and the served model (a table of
+``user_id, k`` rows) all go through these checks, so a bad value gets the same one-line
+:class:`RequestError` wherever it comes from. Integers only: ``1.5``, ``10.0``, ``"1"``, ``true``
+and ``null`` are refused, never truncated or coerced, and a bad row fails the whole request (with
+its row number) instead of quietly changing the answers of the others.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from two_tower_recsys.errors import RequestError
+
+USER_ID, K = "user_id", "k"
+COLUMNS = (USER_ID, K)
+_INT64 = np.iinfo(np.int64)
+
+
+def is_integer(value: object) -> bool:
+    """True for Python and NumPy integers; False for bools, floats (even 10.0), strings, None."""
+    return isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_)
+
+
+def describe(value: object, limit: int = 40) -> str:
+    """A short JSON-like rendering of a rejected value for error messages."""
+    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
+        return "null"
+    if isinstance(value, np.generic):
+        value = value.item()
+    try:
+        text = json.dumps(value)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def check_k(k: object) -> int:
+    """``k`` as an int, or a RequestError: it must be a positive integer."""
+    if not is_integer(k) or not 0 < k <= _INT64.max:
+        raise RequestError(f"k must be a positive integer, got {describe(k)}")
+    return int(k)
+
+
+def user_id_array(user_ids: Sequence[int] | np.ndarray) -> np.ndarray:
+    """User ids as int64, checked like a request column (row numbers in errors)."""
+    return integer_column(_as_series(user_ids), USER_ID)
+
+
+def k_array(k: int | Sequence[int] | np.ndarray, n_rows: int) -> np.ndarray:
+    """One positive k per row: a single ``k`` for every row, or one per row."""
+    if not isinstance(k, Sequence | np.ndarray | pd.Series) or isinstance(k, str):
+        return np.full(n_rows, check_k(k), dtype=np.int64)
+    ks = integer_column(_as_series(k), K)
+    if len(ks) != n_rows:
+        raise RequestError(f"got {len(ks)} values of k for {n_rows} users; pass one k, or one per user")
+    _check_positive(ks)
+    return ks
+
+
+def _as_series(values: Sequence[int] | np.ndarray) -> pd.Series:
+    # Python sequences stay object-typed so that [1, 1.5] is reported at row 1 (as 1.5), not
+    # upcast by pandas to float and reported at row 0.
+    if isinstance(values, np.ndarray | pd.Series):
+        return pd.Series(values)
+    return pd.Series(list(values), dtype=object)
+
+
+def _is_column(values: object) -> bool:
+    if isinstance(values, np.ndarray):
+        return values.ndim == 1
+    return isinstance(values, Sequence | pd.Series) and not isinstance(values, str | bytes)
+
+
+def integer_column(column: pd.Series, name: str) -> np.ndarray:
+    """The column as int64 if every value is an integer in range; else a RequestError naming the row."""
+    missing = np.flatnonzero(column.isna().to_numpy())
+    if missing.size:
+        raise RequestError(f"row {missing[0]}: {name} is missing (null)")
+    kind = column.dtype.kind
+    if kind == "i" or (kind == "u" and (len(column) == 0 or column.max() <= _INT64.max)):
+        return column.to_numpy(dtype=np.int64)
+    if kind == "f":
+        # JSON rows [[1, 10], [2, 10.5]] arrive as one float column: point at the fraction.
+        values = column.to_numpy()
+        fractional = np.flatnonzero(values != np.trunc(values))
+        row = int(fractional[0]) if fractional.size else 0
+        raise RequestError(f"row {row}: {name} must be an integer, got {describe(values[row])}")
+    for row, value in enumerate(column.tolist()):
+        if not is_integer(value):
+            raise RequestError(f"row {row}: {name} must be an integer, got {describe(value)}")
+        if not _INT64.min <= value <= _INT64.max:
+            raise RequestError(f"row {row}: {name} is out of range (at most {_INT64.max}), got {value}")
+    return np.asarray(column.tolist(), dtype=np.int64)
+
+
+def _check_positive(ks: np.ndarray) -> None:
+    bad = np.flatnonzero(ks <= 0)
+    if bad.size:
+        raise RequestError(f"row {bad[0]}: k must be a positive integer, got {ks[bad[0]]}")
+
+
+def as_table(request: object) -> pd.DataFrame:
+    """A DataFrame, or a mapping of column -> values (what ``{"inputs": {...}}`` requests become)."""
+    if isinstance(request, pd.DataFrame):
+        return request
+    if isinstance(request, Mapping):
+        for name, values in request.items():
+            if isinstance(values, Mapping) or (isinstance(values, np.ndarray) and values.ndim > 1):
+                raise RequestError(f"column {name} must be a list of values, got {describe(values)}")
+        columns = {str(name): _as_series(v) if _is_column(v) else v for name, v in request.items()}
+        # Scalars broadcast over the other columns' rows, or make a one-row table on their own.
+        index = None if any(_is_column(v) for v in request.values()) else [0]
+        return pd.DataFrame(columns, index=index)
+    raise RequestError(f"expected a table with columns user_id and k, got {type(request).__name__}")
+
+
+@dataclass(frozen=True)
+class RequestRows:
+    """A validated request: one (user_id, k) per row, in the order they came."""
+
+    user_ids: np.ndarray  # int64
+    ks: np.ndarray  # int64, positive, as asked (before the clamp to the catalogue)
+
+
+@dataclass(frozen=True)
+class RequestLimits:
+    """How big one serving request may be (``infer.max_request_rows`` / ``max_response_items``)."""
+
+    max_rows: int
+    max_response_items: int  # sum over rows of k after the clamp
+
+    def parse(self, frame: pd.DataFrame | Mapping[str, Any], n_items: int) -> RequestRows:
+        """Validate a request table (columns user_id and k; others are ignored): every problem,
+        including a table with more rows or more recommendations in all than allowed, is a
+        RequestError."""
+        frame = as_table(frame)
+        duplicated = sorted({str(c) for c in frame.columns[frame.columns.duplicated()]})
+        if duplicated:
+            raise RequestError(f"column(s) {', '.join(duplicated)} appear more than once")
+        missing = [name for name in COLUMNS if name not in frame.columns]
+        if missing:
+            raise RequestError(f"missing column(s) {', '.join(missing)}; send columns user_id and k")
+        if len(frame) == 0:
+            raise RequestError("the request has no rows; send at least one [user_id, k] row")
+        if len(frame) > self.max_rows:
+            raise RequestError(f"the request has {len(frame)} rows; at most {self.max_rows} are allowed")
+        rows = RequestRows(integer_column(frame[USER_ID], USER_ID), integer_column(frame[K], K))
+        _check_positive(rows.ks)
+        items = int(np.minimum(rows.ks, n_items).sum())
+        if items > self.max_response_items:
+            raise RequestError(
+                f"the request asks for {items} recommendations in all (rows x k); at most "
+                f"{self.max_response_items} are allowed: send fewer rows or a smaller k"
+            )
+        return rows

@@ -1,0 +1,30 @@
+"""``two-tower infer``: print the top-K movies for ``infer.user_id`` as one line of JSON.
+
+``{"user_id": 1, "k": 10, "fallback": false, "recommendations": [[movieId, score, title], ...]}``,
+from the same :class:`Recommender` the served model uses. Only the JSON goes to stdout; logs and
+errors (one line, exit status 2) go to stderr.
+"""
+
+from __future__ import annotations
+
+import json
+
+from two_tower_recsys.inference.recommender import Recommender
+from two_tower_recsys.pipelines.hydra_edge import hydra_entry
+from two_tower_recsys.settings import AppConfig
+
+
+def run(settings: AppConfig) -> None:
+    recommender = Recommender.from_artifacts(
+        settings.paths.artifacts_dir, batch_size=settings.infer.batch_size
+    )
+    [answer] = recommender.recommend(
+        [settings.infer.user_id], settings.infer.k, filter_seen=settings.infer.filter_seen
+    )
+    print(json.dumps(answer.as_dict(), ensure_ascii=False))
+
+
+main = hydra_entry(run)
+
+if __name__ == "__main__":
+    main()

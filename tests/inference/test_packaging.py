@@ -1,0 +1,71 @@
+"""The MLflow package: self-contained, no checkpoint, replaced atomically on a re-run."""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import mlflow.pyfunc
+import pytest
+import yaml
+from inference_support import write_known_index
+
+from two_tower_recsys.artifacts.store import load_index
+from two_tower_recsys.errors import ArtifactError
+from two_tower_recsys.inference.packaging import package_model
+from two_tower_recsys.settings import InferConfig
+
+
+def test_package_holds_code_index_signature_and_example(packaged_model):
+    mlmodel = yaml.safe_load((packaged_model / "MLmodel").read_text())
+    flavor = mlmodel["flavors"]["python_function"]
+    assert flavor["code"] == "code" and (packaged_model / "code/two_tower_recsys/inference").is_dir()
+    assert flavor["config"]["max_request_rows"] == 10_000
+    assert "outputs" in mlmodel["signature"] and "recommendations" in mlmodel["signature"]["outputs"]
+    example = json.loads((packaged_model / "serving_input_example.json").read_text())
+    assert example["dataframe_split"]["columns"] == ["user_id", "k"]
+    index_dir = packaged_model / "artifacts/index"
+    assert load_index(index_dir).n_items == 300  # verified against its own manifest
+    assert not (index_dir / "model.ckpt").exists()
+    requirements = (packaged_model / "requirements.txt").read_text()
+    assert "mlflow==" in requirements and "torch==" in requirements
+    assert "lightning" not in requirements and "hydra" not in requirements
+
+
+def test_serves_from_any_directory_with_its_own_code_and_without_lightning(packaged_model, tmp_path):
+    script = textwrap.dedent(
+        f"""
+        import json, sys
+        import mlflow.pyfunc
+        model = mlflow.pyfunc.load_model({str(packaged_model)!r})
+        answer = model.predict({{"user_id": [1], "k": [2]}})
+        import two_tower_recsys
+        print(json.dumps({{"code": two_tower_recsys.__file__, "lightning": "lightning" in sys.modules,
+                          "hydra": "hydra" in sys.modules, "answer": answer}}))
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["code"].startswith(str(packaged_model / "code"))  # the shipped copy, not src/
+    assert not report["lightning"] and not report["hydra"]
+    assert len(report["answer"][0]["recommendations"]) == 2
+
+
+def test_rerun_replaces_the_package_and_a_failed_run_keeps_it(known_index_dir, tmp_path):
+    destination = tmp_path / "artifacts" / "mlflow_model"
+    package_model(known_index_dir, destination, InferConfig(max_request_rows=3))
+    package_model(known_index_dir, destination, InferConfig(max_request_rows=4))  # no "already exists"
+    config = yaml.safe_load((destination / "MLmodel").read_text())["flavors"]["python_function"]["config"]
+    assert config["max_request_rows"] == 4
+    assert sorted(p.name for p in destination.parent.iterdir()) == ["mlflow_model"]  # no staging left
+
+    broken = write_known_index(tmp_path / "broken")
+    (broken / "titles.parquet").write_bytes(b"not parquet")
+    with pytest.raises(ArtifactError, match="titles.parquet"):
+        package_model(broken, destination, InferConfig())
+    model = mlflow.pyfunc.load_model(str(destination))  # the previous package, intact
+    assert model.predict({"user_id": [7], "k": [1]})[0]["recommendations"][0][0] == 20
+    assert sorted(p.name for p in destination.parent.iterdir()) == ["mlflow_model"]

@@ -1,0 +1,84 @@
+"""The packaged model through ``mlflow.pyfunc.load_model``: same answers as the core, clean errors."""
+
+import mlflow.pyfunc
+import pandas as pd
+import pytest
+from mlflow.exceptions import MlflowException
+
+from two_tower_recsys.inference.recommender import Recommender
+
+
+@pytest.fixture(scope="module")
+def model(packaged_model):
+    return mlflow.pyfunc.load_model(str(packaged_model))
+
+
+@pytest.fixture(scope="module")
+def core(random_index_dir):
+    return Recommender.from_artifacts(random_index_dir)
+
+
+def test_one_answer_per_row_in_order_equal_to_the_core(model, core):
+    request = pd.DataFrame({"user_id": [5, 123456, 1, 5], "k": [3, 2, 10, 1]})
+    answers = model.predict(request)
+    expected = [
+        core.recommend([user], k)[0].as_dict() for user, k in zip(request.user_id, request.k, strict=True)
+    ]
+    assert [a["user_id"] for a in answers] == [5, 123456, 1, 5]
+    assert [a["fallback"] for a in answers] == [False, True, False, False]
+    assert [[m for m, _, _ in a["recommendations"]] for a in answers] == [
+        [m for m, _, _ in e["recommendations"]] for e in expected
+    ]
+    assert answers[1] == expected[1]  # the fallback is exact: no floating point involved
+    assert answers[0]["recommendations"][0][1] == pytest.approx(expected[0]["recommendations"][0][1])
+
+
+def test_dict_input_and_k_clamp(model, core):
+    (answer,) = model.predict({"user_id": [7], "k": [10**9]})
+    assert answer["k"] == core.n_items
+    assert len(answer["recommendations"]) == core.n_items - len(core.index.seen.items_of(6))
+
+
+@pytest.mark.parametrize(
+    ("request_table", "message"),
+    [
+        (pd.DataFrame({"user_id": [1, 2], "k": [3, 1.5]}), "row 1: k must be an integer, got 1.5"),
+        (pd.DataFrame({"user_id": ["1"], "k": [3]}), 'row 0: user_id must be an integer, got "1"'),
+        (pd.DataFrame({"user_id": [1], "k": [0]}), "row 0: k must be a positive integer, got 0"),
+        (pd.DataFrame({"user_id": [1]}), "missing column(s) k"),
+        (pd.DataFrame({"user_id": [], "k": []}), "the request has no rows"),
+    ],
+)
+def test_bad_requests_are_invalid_parameter_errors(model, request_table, message):
+    with pytest.raises(MlflowException) as caught:
+        model.predict(request_table)
+    assert caught.value.error_code == "INVALID_PARAMETER_VALUE"
+    assert caught.value.get_http_status_code() == 400
+    assert message in caught.value.message
+    assert "stack_trace" not in caught.value.serialize_as_json()
+
+
+def test_limits_and_filtering_come_from_model_config(packaged_model):
+    strict = mlflow.pyfunc.load_model(str(packaged_model), model_config={"max_request_rows": 2})
+    with pytest.raises(MlflowException, match="has 3 rows; at most 2 are allowed"):
+        strict.predict(pd.DataFrame({"user_id": [1, 2, 3], "k": [1, 1, 1]}))
+    unfiltered = mlflow.pyfunc.load_model(str(packaged_model), model_config={"filter_seen": False})
+    core = Recommender.from_artifacts(packaged_model / "artifacts" / "index")
+    (answer,) = unfiltered.predict(pd.DataFrame({"user_id": [4], "k": [5]}))
+    expected = core.recommend([4], 5, filter_seen=False)[0]
+    assert [m for m, _, _ in answer["recommendations"]] == [m for m, _, _ in expected.recommendations]
+
+
+def test_an_unexpected_failure_is_a_clean_500(packaged_model, monkeypatch):
+    model = mlflow.pyfunc.load_model(str(packaged_model))
+    recommender = model.unwrap_python_model().recommender
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("/secret/path/file.py exploded")
+
+    monkeypatch.setattr(recommender, "recommend", broken)
+    with pytest.raises(MlflowException) as caught:
+        model.predict(pd.DataFrame({"user_id": [1], "k": [1]}))
+    assert caught.value.get_http_status_code() == 500
+    assert caught.value.message == "internal error while recommending"
+    assert "secret" not in caught.value.serialize_as_json()

@@ -1,0 +1,132 @@
+"""The recommendation core on an index whose right answers are known, and its invariants on a random one."""
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+from inference_support import MOVIE_IDS, PREFERENCES, SEEN, UNKNOWN_USER, title, write_known_index
+
+from two_tower_recsys.artifacts.store import load_index
+from two_tower_recsys.errors import ArtifactError, RequestError
+from two_tower_recsys.evaluation.evaluator import EvaluationTask, compute_ranks
+from two_tower_recsys.inference.recommender import Recommender
+
+
+@pytest.fixture(scope="module")
+def known(known_index_dir) -> Recommender:
+    return Recommender.from_artifacts(known_index_dir)
+
+
+def triples(movie_ids, user_index=None, scores=None):
+    if scores is None:
+        scores = [PREFERENCES[user_index][MOVIE_IDS.index(m)] for m in movie_ids]
+    return [(m, float(s), title(m)) for m, s in zip(movie_ids, scores, strict=True)]
+
+
+def test_top_k_excludes_seen_movies_best_first(known):
+    (answer,) = known.recommend([7], 3)
+    assert answer.user_id == 7 and answer.k == 3 and not answer.fallback
+    assert answer.recommendations == triples([20, 40, 50], user_index=0)  # 10 and 30 were seen
+
+
+def test_filter_seen_off_includes_seen_movies(known):
+    (answer,) = known.recommend([7], 3, filter_seen=False)
+    assert answer.recommendations == triples([10, 20, 30], user_index=0)
+
+
+def test_fewer_unseen_movies_than_k_returns_fewer_never_seen_or_minus_inf(known):
+    (answer,) = known.recommend([11], 3)  # has seen 5 of the 6 movies
+    assert answer.k == 3
+    assert answer.recommendations == triples([60], user_index=2)
+
+
+def test_k_above_the_catalogue_is_clamped(known):
+    (answer,) = known.recommend([3], 1000)
+    assert answer.k == len(MOVIE_IDS)
+    assert answer.recommendations == triples([50, 40, 30, 20, 10], user_index=1)  # 60 was seen
+
+
+def test_unknown_user_gets_the_popularity_ranking_marked_as_fallback(known):
+    (answer,) = known.recommend([UNKNOWN_USER], 4)
+    assert answer.fallback and answer.k == 4
+    # counts 9, 9, 9 tie: catalogue order; then 5
+    assert answer.recommendations == triples([20, 30, 60, 10], scores=[9, 9, 9, 5])
+
+
+def test_a_batch_answers_each_user_in_order_as_if_asked_alone(known):
+    users = [11, UNKNOWN_USER, 7, 3, 7]
+    batch = known.recommend(users, 2)
+    assert [answer.user_id for answer in batch] == users
+    assert batch == [known.recommend([user], 2)[0] for user in users]
+
+
+def test_one_k_per_user(known):
+    answers = known.recommend([7, 3], [1, 2])
+    assert [len(answer.recommendations) for answer in answers] == [1, 2]
+
+
+def test_scores_are_divided_by_the_temperature(tmp_path):
+    recommender = Recommender.from_artifacts(write_known_index(tmp_path / "hot", temperature=0.5))
+    (answer,) = recommender.recommend([7], 1)
+    assert answer.recommendations == triples([20], scores=[10.0])
+
+
+def test_bad_requests_raise_request_errors(known):
+    with pytest.raises(RequestError, match="k must be a positive integer, got 0"):
+        known.recommend([7], 0)
+    with pytest.raises(RequestError, match="row 1: user_id must be an integer"):
+        known.recommend([7, "3"], 2)
+    assert known.recommend([], 3) == []
+
+
+def test_missing_or_altered_artifacts_are_one_line_errors(known_index_dir, tmp_path):
+    with pytest.raises(ArtifactError, match="has no manifest.json"):
+        Recommender.from_artifacts(tmp_path / "nothing")
+    broken = write_known_index(tmp_path / "broken")
+    torch.save(torch.zeros(3, 6), broken / "user_embeddings.pt")
+    with pytest.raises(ArtifactError, match="user_embeddings.pt"):
+        Recommender.from_artifacts(broken)
+
+
+def test_recommendations_rank_first_in_the_evaluator(known_index_dir, known):
+    """Same scorer, same seen-filter: the evaluator ranks the i-th recommendation at rank i."""
+    index = load_index(known_index_dir)
+    for user_index, user_id in enumerate([7, 3, 11]):
+        (answer,) = known.recommend([user_id], len(MOVIE_IDS))
+        items = [MOVIE_IDS.index(movie_id) for movie_id, _, _ in answer.recommendations]
+        task = EvaluationTask(
+            split="test",
+            users=np.full(len(items), user_index, dtype=np.int64),
+            targets=np.array(items, dtype=np.int64),
+            history=pl.DataFrame({"user_idx": [], "item_idx": []}),
+            seen=index.seen,
+        )
+        assert compute_ranks(index.scorer(), task, progress=False).tolist() == list(range(len(items)))
+        assert not set(items) & set(SEEN[user_index])
+
+
+def test_random_index_invariants(random_index_dir):
+    recommender = Recommender.from_artifacts(random_index_dir, batch_size=7)  # several batches
+    index = recommender.index
+    users = [*range(1, 201), 0, 10_000]  # two unknown ids
+    answers = recommender.recommend(users, 50)
+    scores = index.scorer().score(torch.arange(len(index.user_ids)))
+    for user_index, answer in enumerate(answers[:200]):
+        movie_ids = [movie_id for movie_id, _, _ in answer.recommendations]
+        items = np.searchsorted(index.item_ids, movie_ids)
+        seen = set(index.seen.items_of(user_index).tolist())
+        assert not answer.fallback and len(items) == min(50, index.n_items - len(seen))
+        assert not seen & set(items.tolist())
+        got = [score for _, score, _ in answer.recommendations]
+        assert got == sorted(got, reverse=True) and all(np.isfinite(got))
+        # exact top-k: nothing unseen left out scores above the last one returned
+        unseen = np.setdiff1d(np.arange(index.n_items), list(seen))
+        assert np.sort(scores[user_index, unseen].numpy())[::-1][: len(items)] == pytest.approx(got)
+    assert [answer.fallback for answer in answers[200:]] == [True, True]
+    singles = [recommender.recommend([user], 50)[0] for user in (1, 77, 200)]
+    for single, batched in zip(singles, [answers[0], answers[76], answers[199]], strict=True):
+        # float32 matrix products may differ in the last bit between batch shapes: same movies.
+        assert [m for m, _, _ in single.recommendations] == [m for m, _, _ in batched.recommendations]
+        assert [s for _, s, _ in single.recommendations] == pytest.approx(
+            [s for _, s, _ in batched.recommendations], rel=1e-5
+        )

@@ -1,0 +1,75 @@
+"""Helpers for inference tests: an index whose right answers are known exactly, and a tiny trained one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import torch
+from support import TINY_SYNTHETIC
+
+from two_tower_recsys.artifacts.store import write_index
+
+# Six movies; item embeddings are one-hot, so score(user, movie) is the user's row entry itself.
+MOVIE_IDS = [10, 20, 30, 40, 50, 60]
+USER_IDS = [7, 3, 11]  # deliberately unsorted: user index 0 is userId 7
+PREFERENCES = [
+    [6.0, 5.0, 4.0, 3.0, 2.0, 1.0],  # userId 7 likes movie 10 best, then 20, 30...
+    [1.0, 2.0, 3.0, 4.0, 5.0, 6.0],  # userId 3: the reverse
+    [3.0, 6.0, 1.0, 5.0, 2.0, 4.0],  # userId 11
+]
+SEEN = {0: [0, 2], 1: [5], 2: [0, 1, 2, 3, 4]}  # user index -> seen item indices
+POPULARITY = [5, 9, 9, 1, 0, 9]  # ties at 9: catalogue order (movies 20, 30, 60)
+UNKNOWN_USER = 99
+
+
+def title(movie_id: int) -> str:
+    return f"Movie {movie_id} (2000)"
+
+
+def write_known_index(directory: Path, temperature: float = 1.0) -> Path:
+    n_items = len(MOVIE_IDS)
+    pairs = [(user, item) for user, items in SEEN.items() for item in items]
+    write_index(
+        directory,
+        checkpoint=None,
+        user_embeddings=torch.tensor(PREFERENCES),
+        item_embeddings=torch.eye(n_items),
+        temperature=temperature,
+        user_ids=np.array(USER_IDS),
+        item_ids=np.array(MOVIE_IDS),
+        titles=pl.DataFrame(
+            {
+                "item_idx": list(range(n_items)),
+                "movieId": MOVIE_IDS,
+                "title": [title(movie_id) for movie_id in MOVIE_IDS],
+                "genres": ["Drama"] * n_items,
+            }
+        ),
+        seen_pairs=pl.DataFrame({"user_idx": [u for u, _ in pairs], "item_idx": [i for _, i in pairs]}),
+        popularity=np.array(POPULARITY),
+        provenance={"dataset": {"name": "known-answers"}},
+    )
+    return directory
+
+
+def train_tiny_model(root: Path) -> Path:
+    """Train a two-tower model for one epoch on tiny synthetic data under ``root``; its artifacts dir."""
+    from two_tower_recsys.pipelines import train_pipeline
+    from two_tower_recsys.pipelines.hydra_edge import compose_settings
+
+    overrides = [o for o in TINY_SYNTHETIC if not o.startswith("trainer.max_epochs")]
+    settings = compose_settings(
+        [
+            *overrides,
+            "trainer.max_epochs=1",
+            "logging.enabled=false",
+            f"paths.raw_zip={root / 'data/raw/synthetic.zip'}",
+            f"paths.processed_dir={root / 'data/processed'}",
+            f"paths.artifacts_dir={root / 'artifacts'}",
+            f"paths.plots_dir={root / 'plots'}",
+        ]
+    )
+    train_pipeline.run(settings)
+    return root / "artifacts"
