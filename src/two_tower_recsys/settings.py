@@ -108,6 +108,7 @@ class ModelConfig:
     negatives: Literal["in_batch", "full"] = "in_batch"
     logq_correction: bool = True
     init_std: float = 0.1
+    l2_reg: float = 0.03  # weight of the batch rows' mean squared embedding norm in the loss
 
     def __post_init__(self) -> None:
         _require_positive("model", embedding_dim=self.embedding_dim, temperature=self.temperature)
@@ -118,7 +119,7 @@ class TrainerConfig:
     max_epochs: int = 20
     max_interactions: int = 2_000_000  # positive pairs drawn per epoch
     batch_size: int = 4096
-    optimizer: Literal["adam", "adamw", "sparse_adam"] = "adam"
+    optimizer: Literal["adam", "adamw", "lazy_adam"] = "adam"
     lr: float = 0.01
     weight_decay: float = 0.0
     early_stopping_patience: int = 3

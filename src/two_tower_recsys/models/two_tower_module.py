@@ -57,19 +57,19 @@ class TwoTowerModule(L.LightningModule):
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         users, items = batch
         user_emb = self.net.user_tower(users)
+        item_emb = self.net.item_tower(items)
         cfg = self.model_config
         if cfg.negatives == "full":
             loss = full_softmax_loss(
                 user_emb, self.net.item_tower.embed_all(), items, temperature=cfg.temperature
             )
         else:
-            loss = in_batch_softmax_loss(
-                user_emb,
-                self.net.item_tower(items),
-                items,
-                temperature=cfg.temperature,
-                log_q=self.log_q if cfg.logq_correction else None,
-            )
+            log_q = self.log_q if cfg.logq_correction else None
+            loss = in_batch_softmax_loss(user_emb, item_emb, items, temperature=cfg.temperature, log_q=log_q)
+        if cfg.l2_reg:
+            # Only the rows in the batch are penalised (classic matrix-factorisation L2), so the
+            # gradient stays row-sparse; weight decay would shrink every row every step.
+            loss = loss + cfg.l2_reg * (user_emb.pow(2).sum(1).mean() + item_emb.pow(2).sum(1).mean())
         self.log(
             "train_loss",
             loss,
