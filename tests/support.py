@@ -13,7 +13,11 @@ import zipfile
 from collections.abc import Iterable
 from pathlib import Path
 
-SHARED_SMALL_ZIP = Path(__file__).resolve().parents[2] / "shared" / "data" / "ml-latest-small.zip"
+# ../shared/data beside the checkout; .ci/run points at it from its clean clone.
+SHARED_DATA = Path(
+    os.environ.get("TWO_TOWER_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
+)
+SHARED_SMALL_ZIP = SHARED_DATA / "ml-latest-small.zip"
 
 Rating = tuple[int, int, float, int]  # userId, movieId, rating, timestamp
 
