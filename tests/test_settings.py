@@ -72,3 +72,9 @@ def test_tuples_and_nested_dataclasses():
         DataConfig, {"name": "s", "synthetic": {"users": 5, "movies": 100, "ratings": 50, "clusters": 4}}
     )
     assert data.synthetic.users == 5
+
+
+def test_weight_decay_is_refused_with_lazy_adam():
+    with pytest.raises(ConfigError, match="trainer.weight_decay applies to trainer.optimizer=adam or adamw"):
+        compose_settings(["trainer.weight_decay=0.1"])
+    assert compose_settings(["trainer.weight_decay=0.1", "trainer.optimizer=adamw"]).trainer.weight_decay == 0.1

@@ -108,7 +108,7 @@ class ModelConfig:
     negatives: Literal["in_batch", "full"] = "in_batch"
     logq_correction: bool = True
     init_std: float = 0.1
-    l2_reg: float = 0.03  # weight of the batch rows' mean squared embedding norm in the loss
+    l2_reg: float = 0.05  # weight of the batch rows' mean squared embedding norm in the loss
 
     def __post_init__(self) -> None:
         _require_positive("model", embedding_dim=self.embedding_dim, temperature=self.temperature)
@@ -116,13 +116,13 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TrainerConfig:
-    max_epochs: int = 20
+    max_epochs: int = 50
     max_interactions: int = 2_000_000  # positive pairs drawn per epoch
     batch_size: int = 4096
-    optimizer: Literal["adam", "adamw", "lazy_adam"] = "adam"
+    optimizer: Literal["adam", "adamw", "lazy_adam"] = "lazy_adam"
     lr: float = 0.01
     weight_decay: float = 0.0
-    early_stopping_patience: int = 3
+    early_stopping_patience: int = 5
     monitor_k: int = 50
     accelerator: str = "cpu"
     devices: int | str = 1
@@ -141,6 +141,11 @@ class TrainerConfig:
             lr=self.lr,
             num_nodes=self.num_nodes,
         )
+        if self.optimizer == "lazy_adam" and self.weight_decay:
+            raise ConfigError(
+                "trainer.weight_decay applies to trainer.optimizer=adam or adamw only "
+                "(lazy_adam updates the batch's rows; regularise with model.l2_reg)"
+            )
 
 
 @dataclass(frozen=True)
