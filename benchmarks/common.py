@@ -14,7 +14,19 @@ ML20M_ZIP = RESULTS / "synthetic-20m.zip"
 
 
 def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+    """This process's peak resident memory.
+
+    /proc's VmHWM is reset by exec; getrusage's ru_maxrss is not (a child started by a big
+    parent would report the parent's peak), so it is only the fallback off Linux.
+    """
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def ensure_ml20m_shaped_zip(path: Path = ML20M_ZIP) -> Path:

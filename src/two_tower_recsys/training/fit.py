@@ -83,6 +83,14 @@ def fit_two_tower(
         progress=trainer_cfg.progress_bar,
     )
     monitor = monitored_metric(trainer_cfg)
+    if trainer_cfg.monitor_k >= dataset.n_items:
+        log.warning(
+            "trainer.monitor_k=%d >= the catalogue's %d movies: %s is 1.0 every epoch, so early stopping "
+            "and checkpointing cannot tell epochs apart; set a smaller trainer.monitor_k",
+            trainer_cfg.monitor_k,
+            dataset.n_items,
+            monitor,
+        )
     checkpoint = ModelCheckpoint(
         dirpath=checkpoint_dir, filename="best", monitor=monitor, mode="max", save_top_k=1, save_last=False
     )
