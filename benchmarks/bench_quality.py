@@ -19,9 +19,9 @@ import time
 from pathlib import Path
 
 OPTIONS = {
-    "two_tower (defaults: in_batch + logQ)": [],
-    "two_tower in_batch, no logQ": ["model.logq_correction=false"],
-    "two_tower full softmax": ["model.negatives=full"],
+    "defaults": [],  # in_batch negatives with logQ correction
+    "in_batch_without_logq": ["model.logq_correction=false"],
+    "full_softmax": ["model.negatives=full"],
 }
 
 

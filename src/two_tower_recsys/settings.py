@@ -107,7 +107,7 @@ class ModelConfig:
     temperature: float = 1.0
     negatives: Literal["in_batch", "full"] = "in_batch"
     logq_correction: bool = True
-    init_std: float = 0.1
+    init_std: float = 0.01
     l2_reg: float = 0.05  # weight of the batch rows' mean squared embedding norm in the loss
 
     def __post_init__(self) -> None:
@@ -118,7 +118,7 @@ class ModelConfig:
 class TrainerConfig:
     max_epochs: int = 50
     max_interactions: int = 2_000_000  # positive pairs drawn per epoch
-    batch_size: int = 4096
+    batch_size: int = 2048
     optimizer: Literal["adam", "adamw", "lazy_adam"] = "lazy_adam"
     lr: float = 0.01
     weight_decay: float = 0.0
