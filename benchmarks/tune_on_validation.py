@@ -48,7 +48,7 @@ def main() -> None:
                     trainer_cfg=settings.trainer,
                     eval_cfg=settings.eval,
                     seed=seed,
-                    checkpoint_dir=Path(scratch) / f"checkpoints-{seed}",
+                    checkpoint_dir=Path(tempfile.mkdtemp(dir=scratch)),
                 )
                 monitor = f"recall@{settings.trainer.monitor_k}"
                 best.append(max(record.metrics[monitor] for record in fit.history))
