@@ -77,4 +77,6 @@ def test_tuples_and_nested_dataclasses():
 def test_weight_decay_is_refused_with_lazy_adam():
     with pytest.raises(ConfigError, match="trainer.weight_decay applies to trainer.optimizer=adam or adamw"):
         compose_settings(["trainer.weight_decay=0.1"])
-    assert compose_settings(["trainer.weight_decay=0.1", "trainer.optimizer=adamw"]).trainer.weight_decay == 0.1
+    assert (
+        compose_settings(["trainer.weight_decay=0.1", "trainer.optimizer=adamw"]).trainer.weight_decay == 0.1
+    )
