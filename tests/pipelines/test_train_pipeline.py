@@ -148,3 +148,19 @@ def test_ddp_on_two_cpu_processes_gives_the_single_process_metrics(tmp_path):
     assert max(per_epoch) == pytest.approx(report["val"]["two_tower"]["recall@50"], abs=1e-6)
     assert len(list(tmp_path.glob("mlruns/mlflow.db"))) == 1
     assert len(client.search_runs([run.info.experiment_id])) == 1  # the worker logged no run of its own
+
+
+def test_default_model_beats_the_bar_on_real_movielens(tmp_path, monkeypatch, small_movielens_zip):
+    """Issue #3's quality floor, default config: test Recall@50 >= 0.27 and >= 1.8x popularity."""
+    monkeypatch.chdir(tmp_path)
+    settings = compose_settings(
+        ["data=ml-latest-small", f"paths.raw_zip={small_movielens_zip}", "logging.enabled=false"]
+    )
+    train_pipeline.run(settings)
+    report = json.loads((tmp_path / "artifacts/metrics.json").read_text())
+    two_tower, popularity = (
+        report["test"]["two_tower"]["recall@50"],
+        report["test"]["popularity"]["recall@50"],
+    )
+    assert two_tower >= 0.27
+    assert two_tower >= 1.8 * popularity

@@ -68,9 +68,18 @@ class RetrievalValidation(L.Callback):
                 sync_dist=True,
             )
         loss = trainer.callback_metrics.get("train_loss")
-        self.history.append(
-            EpochRecord(trainer.current_epoch, float(loss) if loss is not None else float("nan"), metrics)
+        record = EpochRecord(
+            trainer.current_epoch, float(loss) if loss is not None else float("nan"), metrics
         )
+        self.history.append(record)
+        if trainer.is_global_zero:
+            # One line per epoch, so runs without progress bars (logs, CI) still show progress.
+            log.info(
+                "epoch %d: train_loss %.4f, validation %s",
+                record.epoch,
+                record.train_loss,
+                ", ".join(f"{name} {value:.4f}" for name, value in metrics.items()),
+            )
 
 
 def gather_ranks(trainer: L.Trainer, local_ranks: np.ndarray, total: int) -> np.ndarray:
