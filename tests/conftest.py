@@ -2,19 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
-from support import (
-    SHARED_SMALL_ZIP,
-    VENV_BIN,
-    free_port,
-    stop_process_group,
-    wait_for_http,
-    write_movielens_zip,
-)
+from support import SHARED_SMALL_ZIP, VENV_BIN, free_port, running_server, write_movielens_zip
 
 
 @pytest.fixture
@@ -41,31 +33,9 @@ def mlflow_server(tmp_path: Path):
     port = free_port()
     root = tmp_path / "mlflow-server"
     root.mkdir()
-    log = open(root / "server.log", "wb")  # noqa: SIM115 - closed in the finalizer
-    process = subprocess.Popen(
-        [
-            str(VENV_BIN / "mlflow"),
-            "server",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--backend-store-uri",
-            f"sqlite:///{root / 'mlflow.db'}",
-            "--default-artifact-root",
-            str(root / "artifacts"),
-            "--workers",
-            "1",
-        ],
-        cwd=root,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
     uri = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_http(f"{uri}/health", process)
+    command = [str(VENV_BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port)]
+    command += ["--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}"]
+    command += ["--default-artifact-root", str(root / "artifacts"), "--workers", "1"]
+    with running_server(command, root, f"{uri}/health"):
         yield uri
-    finally:
-        stop_process_group(process)
-        log.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -10,7 +11,7 @@ import sys
 import time
 import urllib.request
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 # ../shared/data beside the checkout; .ci/run points at it from its clean clone.
@@ -67,6 +68,23 @@ def wait_for_http(url: str, process: subprocess.Popen, timeout_s: float = 120.0)
         except OSError:
             time.sleep(0.5)
     raise TimeoutError(f"{url} did not answer within {timeout_s} s")
+
+
+@contextlib.contextmanager
+def running_server(
+    command: list[str], cwd: Path, ready_url: str, *, env: dict | None = None, timeout_s: float = 120.0
+) -> Iterator[subprocess.Popen]:
+    """Start ``command`` in its own process group (log in ``cwd/server.log``), wait until
+    ``ready_url`` answers, and stop the whole group afterwards, whatever happens."""
+    with open(cwd / "server.log", "wb") as log:
+        process = subprocess.Popen(
+            command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        try:
+            wait_for_http(ready_url, process, timeout_s=timeout_s)
+            yield process
+        finally:
+            stop_process_group(process)
 
 
 def stop_process_group(process: subprocess.Popen) -> None:

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import time
 
 import pytest
 import requests
-from support import VENV_BIN, free_port, stop_process_group, wait_for_http
+from support import VENV_BIN, free_port, running_server
 
 from two_tower_recsys.inference.recommender import Recommender
 
@@ -23,26 +22,15 @@ def server(packaged_model, tmp_path_factory):
     """The server runs from an unrelated directory: the package must not rely on the cwd."""
     elsewhere = tmp_path_factory.mktemp("elsewhere")
     port = free_port()
-    log = open(elsewhere / "server.log", "wb")  # noqa: SIM115 - closed in the finalizer
     env = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"}  # uvicorn
     started = time.monotonic()
     command = ["models", "serve", "-m", str(packaged_model), "-p", str(port), "--host", "127.0.0.1"]
-    process = subprocess.Popen(
-        [str(VENV_BIN / "mlflow"), *command, "--env-manager", "local"],
-        cwd=elsewhere,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
     url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_http(f"{url}/ping", process, timeout_s=120)
+    with running_server(
+        [str(VENV_BIN / "mlflow"), *command, "--env-manager", "local"], elsewhere, f"{url}/ping", env=env
+    ):
         print(f"mlflow models serve answered /ping after {time.monotonic() - started:.1f} s")
         yield url
-    finally:
-        stop_process_group(process)
-        log.close()
 
 
 @pytest.fixture(scope="module")
