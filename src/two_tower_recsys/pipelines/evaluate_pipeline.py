@@ -9,7 +9,12 @@ from __future__ import annotations
 from two_tower_recsys.artifacts.store import load_index
 from two_tower_recsys.errors import ArtifactError
 from two_tower_recsys.evaluation.report import METRICS_FILE, format_table, update_metrics_file
-from two_tower_recsys.evaluation.suite import evaluate_popularity, evaluate_scorer, metrics_of
+from two_tower_recsys.evaluation.suite import (
+    evaluate_popularity,
+    evaluate_scorer,
+    evaluation_tasks,
+    metrics_of,
+)
 from two_tower_recsys.pipelines.hydra_edge import hydra_entry
 from two_tower_recsys.preprocessing.prepare import prepare_dataset
 from two_tower_recsys.settings import AppConfig
@@ -19,7 +24,9 @@ def run(settings: AppConfig) -> None:
     dataset = prepare_dataset(settings.data, settings.paths, progress=settings.trainer.progress_bar)
     progress = settings.trainer.progress_bar
     if settings.model.name == "popularity":
-        results = evaluate_popularity(dataset, settings.eval, progress=progress)
+        results = evaluate_popularity(
+            evaluation_tasks(dataset), dataset.n_items, settings.eval, progress=progress
+        )
     else:
         index = load_index(settings.paths.artifacts_dir)
         trained_on = index.manifest.get("dataset", {}).get("input_md5")
@@ -29,7 +36,7 @@ def run(settings: AppConfig) -> None:
                 f"({index.manifest.get('dataset', {}).get('name')}); train on data={settings.data.name} first"
             )
         results = evaluate_scorer(
-            index.scorer(), dataset, settings.eval, progress=progress, label="two_tower"
+            index.scorer(), evaluation_tasks(dataset), settings.eval, progress=progress, label="two_tower"
         )
     report = update_metrics_file(
         settings.paths.artifacts_dir / METRICS_FILE, dataset.stats, settings.model.name, metrics_of(results)

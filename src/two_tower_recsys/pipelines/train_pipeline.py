@@ -23,12 +23,18 @@ from two_tower_recsys.artifacts.store import write_index
 from two_tower_recsys.evaluation.evaluator import EvaluationResult
 from two_tower_recsys.evaluation.plots import plot_learning_curves, plot_recall_at_k
 from two_tower_recsys.evaluation.report import METRICS_FILE, format_table, update_metrics_file
-from two_tower_recsys.evaluation.suite import evaluate_popularity, evaluate_scorer, metrics_of
+from two_tower_recsys.evaluation.suite import (
+    Tasks,
+    evaluate_popularity,
+    evaluate_scorer,
+    evaluation_tasks,
+    metrics_of,
+)
 from two_tower_recsys.models.popularity import popularity_counts
 from two_tower_recsys.pipelines.hydra_edge import hydra_entry
 from two_tower_recsys.preprocessing.prepare import prepare_dataset
 from two_tower_recsys.preprocessing.processed import ProcessedDataset
-from two_tower_recsys.preprocessing.split import TEST
+from two_tower_recsys.preprocessing.split import TEST, VAL
 from two_tower_recsys.retrieval.scorers import EmbeddingScorer
 from two_tower_recsys.settings import AppConfig
 from two_tower_recsys.tracking.mlflow_tracking import TrainingRun, git_commit, resolve_tracking_target
@@ -49,7 +55,11 @@ def run(settings: AppConfig) -> None:
         with checkpoint_directory(settings) as checkpoint_dir:
             fit_model(dataset, settings, None, checkpoint_dir)
         return
-    popularity = evaluate_popularity(dataset, settings.eval, progress=settings.trainer.progress_bar)
+    # Built once: popularity, per-epoch validation and the final evaluation all use them.
+    tasks = evaluation_tasks(dataset)
+    popularity = evaluate_popularity(
+        tasks, dataset.n_items, settings.eval, progress=settings.trainer.progress_bar
+    )
     report = update_metrics_file(
         settings.paths.artifacts_dir / METRICS_FILE, dataset.stats, POPULARITY, metrics_of(popularity)
     )
@@ -58,7 +68,7 @@ def run(settings: AppConfig) -> None:
         return
     tracking = start_tracking(settings, dataset) if settings.logging.enabled else None
     try:
-        report = train_and_publish(dataset, settings, popularity, tracking)
+        report = train_and_publish(dataset, tasks, settings, popularity, tracking)
     except BaseException:
         if tracking is not None:
             tracking.finish("FAILED")
@@ -95,7 +105,11 @@ def checkpoint_directory(settings: AppConfig) -> Iterator[Path]:
 
 
 def fit_model(
-    dataset: ProcessedDataset, settings: AppConfig, tracking: TrainingRun | None, checkpoint_dir: Path
+    dataset: ProcessedDataset,
+    settings: AppConfig,
+    tracking: TrainingRun | None,
+    checkpoint_dir: Path,
+    tasks: Tasks | None = None,
 ) -> FitResult:
     return fit_two_tower(
         dataset,
@@ -105,21 +119,23 @@ def fit_model(
         seed=settings.seed,
         checkpoint_dir=checkpoint_dir,
         loggers=[tracking.lightning_logger()] if tracking is not None else None,
+        validation_task=tasks[VAL] if tasks is not None else None,
     )
 
 
 def train_and_publish(
     dataset: ProcessedDataset,
+    tasks: Tasks,
     settings: AppConfig,
     popularity: dict[str, EvaluationResult],
     tracking: TrainingRun | None,
 ) -> dict[str, Any]:
     with checkpoint_directory(settings) as checkpoint_dir:
-        fit = fit_model(dataset, settings, tracking, checkpoint_dir)
+        fit = fit_model(dataset, settings, tracking, checkpoint_dir, tasks)
         scorer = fit.module.scorer()
         manifest = publish_index(dataset, settings, fit, scorer)
     two_tower = evaluate_scorer(
-        scorer, dataset, settings.eval, progress=settings.trainer.progress_bar, label=TWO_TOWER
+        scorer, tasks, settings.eval, progress=settings.trainer.progress_bar, label=TWO_TOWER
     )
     log.info("wrote artifacts to %s (%d files)", settings.paths.artifacts_dir, len(manifest["files"]))
     metrics_path = settings.paths.artifacts_dir / METRICS_FILE

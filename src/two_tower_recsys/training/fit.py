@@ -11,7 +11,7 @@ import lightning as L
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import Logger
 
-from two_tower_recsys.evaluation.evaluator import evaluation_task
+from two_tower_recsys.evaluation.evaluator import EvaluationTask, evaluation_task
 from two_tower_recsys.models.popularity import popularity_counts
 from two_tower_recsys.models.two_tower_module import TwoTowerModule
 from two_tower_recsys.preprocessing.processed import ProcessedDataset
@@ -57,7 +57,9 @@ def fit_two_tower(
     seed: int,
     checkpoint_dir: Path,
     loggers: list[Logger] | None = None,
+    validation_task: EvaluationTask | None = None,
 ) -> FitResult:
+    """Train; ``validation_task`` saves rebuilding it when the caller already has one."""
     keep_freed_memory_for_reuse()
     L.seed_everything(seed, workers=True, verbose=False)
     train = dataset.train
@@ -76,7 +78,7 @@ def fit_two_tower(
         seed=seed,
     )
     validation = RetrievalValidation(
-        evaluation_task(dataset, VAL),
+        validation_task if validation_task is not None else evaluation_task(dataset, VAL),
         recall_ks=tuple(sorted({*eval_cfg.recall_ks, trainer_cfg.monitor_k})),
         ndcg_ks=eval_cfg.ndcg_ks,
         batch_size=eval_cfg.batch_size,
