@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from random_index import ML20M_MOVIES, ML20M_USERS, write_random_index
 
-from two_tower_recsys.artifacts.random_index import ML20M_MOVIES, ML20M_USERS, write_random_index
 from two_tower_recsys.inference.recommender import Recommender
 from two_tower_recsys.utils.fileio import MANIFEST_NAME
 

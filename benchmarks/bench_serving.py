@@ -35,8 +35,8 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_inference import RESULTS, ensure_index, machine
+from random_index import ML20M_MOVIES, ML20M_USERS
 
-from two_tower_recsys.artifacts.random_index import ML20M_MOVIES, ML20M_USERS
 from two_tower_recsys.inference.packaging import package_model
 from two_tower_recsys.settings import InferConfig
 

@@ -31,9 +31,9 @@ def child(
     import lightning as L
 
     from two_tower_recsys.models.popularity import popularity_counts
-    from two_tower_recsys.models.two_tower_module import TwoTowerModule
     from two_tower_recsys.preprocessing.prepare import prepare_dataset
     from two_tower_recsys.settings import DataConfig, ModelConfig, PathsConfig, TrainerConfig
+    from two_tower_recsys.training.module import TwoTowerModule
     from two_tower_recsys.training.pairs import epoch_pairs_loader
     from two_tower_recsys.utils.allocator import keep_freed_memory_for_reuse
 

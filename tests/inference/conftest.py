@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 from inference_support import train_tiny_model, write_known_index
+from random_index import write_random_index
 
-from two_tower_recsys.artifacts.random_index import write_random_index
 from two_tower_recsys.inference.packaging import package_model
 from two_tower_recsys.settings import InferConfig
 

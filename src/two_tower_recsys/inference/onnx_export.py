@@ -38,7 +38,7 @@ def load_scoring_network(artifacts_dir: Path) -> torch.nn.Module:
     if CHECKPOINT not in manifest.get("files", {}):
         raise ArtifactError(f"{artifacts_dir} has no {CHECKPOINT}; ONNX export needs the trained checkpoint")
     # Imported here: only exporting needs Lightning; serving never imports this module.
-    from two_tower_recsys.models.two_tower_module import TwoTowerModule
+    from two_tower_recsys.training.module import TwoTowerModule
 
     module = TwoTowerModule.load_from_checkpoint(
         Path(artifacts_dir) / CHECKPOINT, map_location="cpu", weights_only=False

@@ -9,7 +9,7 @@ from __future__ import annotations
 from two_tower_recsys.artifacts.store import load_index
 from two_tower_recsys.errors import ArtifactError
 from two_tower_recsys.evaluation.report import METRICS_FILE, format_table, update_metrics_file
-from two_tower_recsys.evaluation.suite import (
+from two_tower_recsys.pipelines.evaluation_suite import (
     evaluate_popularity,
     evaluate_scorer,
     evaluation_tasks,

@@ -23,14 +23,14 @@ from two_tower_recsys.artifacts.store import write_index
 from two_tower_recsys.evaluation.evaluator import EvaluationResult
 from two_tower_recsys.evaluation.plots import plot_learning_curves, plot_recall_at_k
 from two_tower_recsys.evaluation.report import METRICS_FILE, format_table, update_metrics_file
-from two_tower_recsys.evaluation.suite import (
+from two_tower_recsys.models.popularity import popularity_counts
+from two_tower_recsys.pipelines.evaluation_suite import (
     Tasks,
     evaluate_popularity,
     evaluate_scorer,
     evaluation_tasks,
     metrics_of,
 )
-from two_tower_recsys.models.popularity import popularity_counts
 from two_tower_recsys.pipelines.hydra_edge import hydra_entry
 from two_tower_recsys.preprocessing.prepare import prepare_dataset
 from two_tower_recsys.preprocessing.processed import ProcessedDataset

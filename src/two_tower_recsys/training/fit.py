@@ -13,10 +13,10 @@ from lightning.pytorch.loggers import Logger
 
 from two_tower_recsys.evaluation.evaluator import EvaluationTask, evaluation_task
 from two_tower_recsys.models.popularity import popularity_counts
-from two_tower_recsys.models.two_tower_module import TwoTowerModule
 from two_tower_recsys.preprocessing.processed import ProcessedDataset
 from two_tower_recsys.preprocessing.split import VAL
 from two_tower_recsys.settings import EvalConfig, ModelConfig, TrainerConfig
+from two_tower_recsys.training.module import TwoTowerModule
 from two_tower_recsys.training.pairs import epoch_pairs_loader
 from two_tower_recsys.training.validation import EpochRecord, RetrievalValidation, logged_name
 from two_tower_recsys.utils.allocator import keep_freed_memory_for_reuse
