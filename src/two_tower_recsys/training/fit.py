@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,8 +59,10 @@ def fit_two_tower(
     checkpoint_dir: Path,
     loggers: list[Logger] | None = None,
     validation_task: EvaluationTask | None = None,
+    callbacks: Sequence[L.Callback] = (),
 ) -> FitResult:
-    """Train; ``validation_task`` saves rebuilding it when the caller already has one."""
+    """Train; ``validation_task`` saves rebuilding it when the caller already has one;
+    ``callbacks`` run after the built-in ones (to watch the fit)."""
     keep_freed_memory_for_reuse()
     L.seed_everything(seed, workers=True, verbose=False)
     train = dataset.train
@@ -106,6 +109,7 @@ def fit_two_tower(
             check_on_train_epoch_end=True,
         ),
         checkpoint,
+        *callbacks,
     ]
     trainer = L.Trainer(
         max_epochs=trainer_cfg.max_epochs,
