@@ -131,6 +131,7 @@ class TrainerConfig:
     deterministic: bool = True
     progress_bar: bool = True
     limit_train_batches: int | float | None = None
+    resume: bool = False  # continue the interrupted run in <paths.artifacts_dir>/run/
 
     def __post_init__(self) -> None:
         _require_positive(

@@ -7,11 +7,8 @@ metrics.json, all logged to MLflow. ``model=popularity`` stops after the baselin
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +29,14 @@ from two_tower_recsys.pipelines.evaluation_suite import (
     metrics_of,
 )
 from two_tower_recsys.pipelines.hydra_edge import hydra_entry
+from two_tower_recsys.pipelines.run_directory import (
+    RunStart,
+    mark_finished,
+    record_mlflow_run,
+    resume_point,
+    run_directory,
+    start_run,
+)
 from two_tower_recsys.preprocessing.prepare import prepare_dataset
 from two_tower_recsys.preprocessing.processed import ProcessedDataset
 from two_tower_recsys.preprocessing.split import TEST, VAL
@@ -52,8 +57,7 @@ def run(settings: AppConfig) -> None:
     dataset = prepare_dataset(settings.data, settings.paths, progress=settings.trainer.progress_bar)
     if rank_zero_only.rank != 0:
         # A DDP worker started by Lightning's launcher: it only trains.
-        with checkpoint_directory(settings) as checkpoint_dir:
-            fit_model(dataset, settings, None, checkpoint_dir)
+        fit_model(dataset, settings, None, RunStart(run_directory(settings), resume_point(settings)))
         return
     # Built once: popularity, per-epoch validation and the final evaluation all use them.
     tasks = evaluation_tasks(dataset)
@@ -66,24 +70,40 @@ def run(settings: AppConfig) -> None:
     if settings.model.name == POPULARITY:
         print(format_table(report))
         return
-    tracking = start_tracking(settings, dataset) if settings.logging.enabled else None
+    run_start = start_run(settings, dataset.stats["input_md5"])
+    tracking = start_tracking(settings, dataset, run_start) if settings.logging.enabled else None
     try:
-        report = train_and_publish(dataset, tasks, settings, popularity, tracking)
+        report = train_and_publish(dataset, tasks, settings, popularity, tracking, run_start)
     except BaseException:
         if tracking is not None:
             tracking.finish("FAILED")
         raise
+    mark_finished(run_start.directory)
     if tracking is not None:
         tracking.finish()
     print(format_table(report))
 
 
-def start_tracking(settings: AppConfig, dataset: ProcessedDataset) -> TrainingRun:
+def start_tracking(settings: AppConfig, dataset: ProcessedDataset, run_start: RunStart) -> TrainingRun:
     target = resolve_tracking_target(settings.logging.mlflow)
+    resume_run_id = run_start.mlflow_run_id
+    if resume_run_id is not None and run_start.mlflow_uri != target.uri:
+        log.warning(
+            "the interrupted run logged to MLflow run %s at %s, not at %s: the resumed run gets a new one",
+            resume_run_id,
+            run_start.mlflow_uri,
+            target.uri,
+        )
+        resume_run_id = None
     tracking = TrainingRun(
-        target, settings.logging.mlflow.experiment_name, run_name=f"{TWO_TOWER}-{dataset.stats['name']}"
+        target,
+        settings.logging.mlflow.experiment_name,
+        run_name=f"{TWO_TOWER}-{dataset.stats['name']}",
+        resume_run_id=resume_run_id,
     )
-    tracking.log_params(_plain(dataclasses.asdict(settings)))
+    record_mlflow_run(run_start.directory, tracking.run_id, target.uri)
+    if resume_run_id is None:  # a resumed run has its params already (MLflow refuses to change them)
+        tracking.log_params(_plain(dataclasses.asdict(settings)))
     tracking.set_tags(
         {
             "git_commit": git_commit(Path(__file__).parent),
@@ -95,20 +115,11 @@ def start_tracking(settings: AppConfig, dataset: ProcessedDataset) -> TrainingRu
     return tracking
 
 
-@contextlib.contextmanager
-def checkpoint_directory(settings: AppConfig) -> Iterator[Path]:
-    """Epoch checkpoints live beside the artifacts until the best one is published, then go."""
-    parent = settings.paths.artifacts_dir.absolute().parent
-    parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".checkpoints-", dir=parent) as directory:
-        yield Path(directory)
-
-
 def fit_model(
     dataset: ProcessedDataset,
     settings: AppConfig,
     tracking: TrainingRun | None,
-    checkpoint_dir: Path,
+    run_start: RunStart,
     tasks: Tasks | None = None,
 ) -> FitResult:
     return fit_two_tower(
@@ -117,7 +128,8 @@ def fit_model(
         trainer_cfg=settings.trainer,
         eval_cfg=settings.eval,
         seed=settings.seed,
-        checkpoint_dir=checkpoint_dir,
+        checkpoint_dir=run_start.directory,
+        resume_from=run_start.resume_from,
         loggers=[tracking.lightning_logger()] if tracking is not None else None,
         validation_task=tasks[VAL] if tasks is not None else None,
     )
@@ -129,11 +141,11 @@ def train_and_publish(
     settings: AppConfig,
     popularity: dict[str, EvaluationResult],
     tracking: TrainingRun | None,
+    run_start: RunStart,
 ) -> dict[str, Any]:
-    with checkpoint_directory(settings) as checkpoint_dir:
-        fit = fit_model(dataset, settings, tracking, checkpoint_dir, tasks)
-        scorer = fit.module.scorer()
-        manifest = publish_index(dataset, settings, fit, scorer)
+    fit = fit_model(dataset, settings, tracking, run_start, tasks)
+    scorer = fit.module.scorer()
+    manifest = publish_index(dataset, settings, fit, scorer)
     two_tower = evaluate_scorer(
         scorer, tasks, settings.eval, progress=settings.trainer.progress_bar, label=TWO_TOWER
     )

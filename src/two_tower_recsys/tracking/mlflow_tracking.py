@@ -80,11 +80,23 @@ class TrainingRun:
     """One MLflow run: created up front, fed per-epoch metrics by Lightning's MLFlowLogger
     (same run id), then given final metrics, tags and files by the pipeline."""
 
-    def __init__(self, target: TrackingTarget, experiment_name: str, run_name: str | None = None):
+    def __init__(
+        self,
+        target: TrackingTarget,
+        experiment_name: str,
+        run_name: str | None = None,
+        resume_run_id: str | None = None,
+    ):
+        """``resume_run_id``: reopen that run (a resumed training run) instead of creating one."""
         from mlflow.tracking import MlflowClient
 
         self.target = target
         self.client = MlflowClient(tracking_uri=target.uri)
+        if resume_run_id is not None:
+            self.run_id = resume_run_id
+            self.client.update_run(resume_run_id, status="RUNNING")
+            log.info("MLflow run %s at %s (resumed)", self.run_id, target.uri)
+            return
         experiment = self.client.get_experiment_by_name(experiment_name)
         experiment_id = (
             experiment.experiment_id

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from two_tower_recsys.models.popularity import popularity_counts
 from two_tower_recsys.preprocessing.processed import ProcessedDataset
 from two_tower_recsys.preprocessing.split import VAL
 from two_tower_recsys.settings import EvalConfig, ModelConfig, TrainerConfig
+from two_tower_recsys.training.checkpoints import AtomicCheckpointIO
 from two_tower_recsys.training.module import TwoTowerModule
 from two_tower_recsys.training.pairs import epoch_pairs_loader
 from two_tower_recsys.training.validation import EpochRecord, RetrievalValidation, logged_name
@@ -33,6 +35,8 @@ logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_WithoutAdv
 # Raised inside Lightning 2.6 itself on every fit with torch 2.13; nothing for us to change.
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
 warnings.filterwarnings("ignore", message=r".*torch.distributed.nn.functional.all_gather is deprecated.*")
+# The run directory holds the checkpoints a resume continues from: not being empty is the point.
+warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
 
 
 @dataclass
@@ -56,10 +60,18 @@ def fit_two_tower(
     eval_cfg: EvalConfig,
     seed: int,
     checkpoint_dir: Path,
+    resume_from: Path | None = None,
     loggers: list[Logger] | None = None,
     validation_task: EvaluationTask | None = None,
+    callbacks: Sequence[L.Callback] = (),
 ) -> FitResult:
-    """Train; ``validation_task`` saves rebuilding it when the caller already has one."""
+    """Train, keeping ``best.ckpt`` and ``last.ckpt`` (every epoch) in ``checkpoint_dir``.
+
+    ``resume_from``: a ``last.ckpt`` of an interrupted fit with the same data, model and seed; the
+    fit continues after its epoch (weights, optimizer, epoch and so the pair sample, early
+    stopping, best checkpoint and validation history). ``validation_task`` saves rebuilding it
+    when the caller already has one; ``callbacks`` run after the built-in ones (to watch the fit).
+    """
     keep_freed_memory_for_reuse()
     L.seed_everything(seed, workers=True, verbose=False)
     train = dataset.train
@@ -94,7 +106,13 @@ def fit_two_tower(
             monitor,
         )
     checkpoint = ModelCheckpoint(
-        dirpath=checkpoint_dir, filename="best", monitor=monitor, mode="max", save_top_k=1, save_last=False
+        dirpath=checkpoint_dir,
+        filename="best",
+        monitor=monitor,
+        mode="max",
+        save_top_k=1,
+        save_last=True,
+        enable_version_counter=False,  # always best.ckpt and last.ckpt, overwritten in place
     )
     # Order matters: validation must log the monitored metric before early stopping reads it.
     callbacks = [
@@ -106,6 +124,7 @@ def fit_two_tower(
             check_on_train_epoch_end=True,
         ),
         checkpoint,
+        *callbacks,
     ]
     trainer = L.Trainer(
         max_epochs=trainer_cfg.max_epochs,
@@ -123,8 +142,9 @@ def fit_two_tower(
         num_sanity_val_steps=0,
         use_distributed_sampler=False,  # the pair sampler shards each epoch itself
         log_every_n_steps=max(1, min(50, len(loader))),
+        plugins=[AtomicCheckpointIO()],
     )
-    trainer.fit(module, train_dataloaders=loader)
+    trainer.fit(module, train_dataloaders=loader, ckpt_path=resume_from, weights_only=True)
     best_path = Path(checkpoint.best_model_path)
     if trainer.is_global_zero:
         module = TwoTowerModule.load_from_checkpoint(best_path, map_location="cpu", weights_only=False)

@@ -38,18 +38,19 @@ def _world() -> tuple[int, int]:
     return 0, 1
 
 
-class EpochSampleBatches(Sampler[torch.Tensor]):
-    """Yields index batches over a fresh seeded sample of ``min(n, max_pairs)`` pairs per epoch.
+class EpochSample(Sampler[int]):
+    """A fresh seeded sample of ``min(n, max_pairs)`` pair indices per epoch, this process's share.
 
-    Lightning calls :meth:`set_epoch` before each epoch; the sample depends only on
-    ``(seed, epoch)``, so a run is reproducible and every DDP process draws the same sample.
+    The sample depends only on ``(seed, epoch)``, so a run is reproducible, a resumed run draws
+    what the interrupted one would have, and every DDP process draws the same sample.
+    Lightning calls :meth:`set_epoch` before each epoch because it is the ``sampler`` of the
+    loader's batch sampler (Lightning 2.6 looks for ``set_epoch`` on ``dataloader.sampler`` and
+    ``dataloader.batch_sampler.sampler`` only, never on the batch sampler itself).
     """
 
-    def __init__(
-        self, n_pairs: int, max_pairs: int, batch_size: int, seed: int, world: tuple[int, int] | None = None
-    ):
+    def __init__(self, n_pairs: int, max_pairs: int, seed: int, world: tuple[int, int] | None = None):
         """``world``: (rank, world size); by default read from torch.distributed when iterating."""
-        self.n_pairs, self.max_pairs, self.batch_size, self.seed = n_pairs, max_pairs, batch_size, seed
+        self.n_pairs, self.max_pairs, self.seed = n_pairs, max_pairs, seed
         self.world = world
         self.epoch = 0
 
@@ -59,19 +60,33 @@ class EpochSampleBatches(Sampler[torch.Tensor]):
     def _rank_and_size(self) -> tuple[int, int]:
         return self.world if self.world is not None else _world()
 
-    def _pairs_per_process(self) -> int:
+    def __len__(self) -> int:
         _, world = self._rank_and_size()
         return min(self.n_pairs, self.max_pairs) // world
 
-    def __len__(self) -> int:
-        return -(-self._pairs_per_process() // self.batch_size)
-
-    def __iter__(self) -> Iterator[torch.Tensor]:
+    def indices(self) -> torch.Tensor:
+        """This epoch's share as one tensor (what the batches are cut from)."""
         rank, world = self._rank_and_size()
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
         sample = torch.randperm(self.n_pairs, generator=generator)[: min(self.n_pairs, self.max_pairs)]
-        share = sample[rank::world][: self._pairs_per_process()]
-        yield from torch.split(share, self.batch_size)
+        return sample[rank::world][: len(self)]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.indices().tolist())
+
+
+class EpochSampleBatches(Sampler[torch.Tensor]):
+    """Index batches of ``batch_size`` cut from the epoch's :class:`EpochSample` (its ``sampler``)."""
+
+    def __init__(self, sampler: EpochSample, batch_size: int):
+        self.sampler, self.batch_size = sampler, batch_size
+
+    def __len__(self) -> int:
+        return -(-len(self.sampler) // self.batch_size)
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        # Tensor slices, not Python ints: one gather per batch.
+        yield from torch.split(self.sampler.indices(), self.batch_size)
 
 
 def _keep_batch(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -82,6 +97,6 @@ def epoch_pairs_loader(
     user_idx: np.ndarray, item_idx: np.ndarray, *, max_pairs: int, batch_size: int, seed: int
 ) -> DataLoader:
     table = PairTable(user_idx, item_idx)
-    sampler = EpochSampleBatches(len(table), max_pairs, batch_size, seed)
+    batches = EpochSampleBatches(EpochSample(len(table), max_pairs, seed), batch_size)
     # batch_sampler + __getitems__: one tensor gather per batch instead of 4096 __getitem__ calls.
-    return DataLoader(table, batch_sampler=sampler, collate_fn=_keep_batch, num_workers=0)
+    return DataLoader(table, batch_sampler=batches, collate_fn=_keep_batch, num_workers=0)

@@ -7,7 +7,8 @@ so the metrics are exactly those of a single-process evaluation.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import lightning as L
 import numpy as np
@@ -32,6 +33,8 @@ class EpochRecord:
 
 
 class RetrievalValidation(L.Callback):
+    """Validates after every training epoch; its history is saved in checkpoints (and resumed)."""
+
     def __init__(
         self,
         task: EvaluationTask,
@@ -45,6 +48,12 @@ class RetrievalValidation(L.Callback):
         self.recall_ks, self.ndcg_ks = recall_ks, ndcg_ks
         self.batch_size, self.progress = batch_size, progress
         self.history: list[EpochRecord] = []
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"history": [asdict(record) for record in self.history]}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.history = [EpochRecord(**record) for record in state_dict["history"]]
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         shard = self.task.shard(trainer.global_rank, trainer.world_size)

@@ -1,0 +1,75 @@
+"""fit_two_tower, the real training entry point, watched from a Lightning callback."""
+
+import lightning as L
+import pytest
+from support import TINY_SYNTHETIC
+
+from two_tower_recsys.pipelines.hydra_edge import compose_settings
+from two_tower_recsys.preprocessing.prepare import prepare_dataset
+from two_tower_recsys.training.fit import fit_two_tower
+
+MAX_PAIRS = 1000
+
+
+class _TrainedPairs(L.Callback):
+    """Records the (user, item) pairs of every training batch, per epoch."""
+
+    def __init__(self):
+        self.epochs: list[set[tuple[int, int]]] = []
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        self.epochs.append(set())
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        users, items = batch
+        self.epochs[-1].update(zip(users.tolist(), items.tolist(), strict=True))
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    scratch = tmp_path_factory.mktemp("tiny")
+    settings = compose_settings(
+        [
+            *TINY_SYNTHETIC,
+            f"paths.raw_zip={scratch}/raw.zip",
+            f"paths.processed_dir={scratch}/processed",
+            "trainer.max_epochs=4",
+            f"trainer.max_interactions={MAX_PAIRS}",
+            "trainer.batch_size=250",
+            "trainer.early_stopping_patience=10",
+        ]
+    )
+    return settings, prepare_dataset(settings.data, settings.paths, progress=False)
+
+
+def trained_pairs(tiny, tmp_path, seed: int) -> list[set[tuple[int, int]]]:
+    settings, dataset = tiny
+    recorder = _TrainedPairs()
+    fit_two_tower(
+        dataset,
+        model_cfg=settings.model,
+        trainer_cfg=settings.trainer,
+        eval_cfg=settings.eval,
+        seed=seed,
+        checkpoint_dir=tmp_path / f"checkpoints-{seed}-{len(list(tmp_path.iterdir()))}",
+        callbacks=[recorder],
+    )
+    return recorder.epochs
+
+
+def test_training_draws_a_fresh_sample_of_the_train_pairs_every_epoch(tiny, tmp_path):
+    _, dataset = tiny
+    train_pairs = set(
+        zip(*(dataset.train.get_column(c).to_list() for c in ("user_idx", "item_idx")), strict=True)
+    )
+    assert len(train_pairs) > 4 * MAX_PAIRS  # so one epoch cannot see them all
+
+    epochs = trained_pairs(tiny, tmp_path, seed=3)
+    assert len(epochs) == 4
+    assert all(len(sample) == MAX_PAIRS and sample <= train_pairs for sample in epochs)
+    assert len({frozenset(sample) for sample in epochs}) == 4
+    # Four independent draws cover n * (1 - (1 - 1000 / n) ** 4) pairs on average (one sample
+    # repeated four times would cover 1000).
+    expected = len(train_pairs) * (1 - (1 - MAX_PAIRS / len(train_pairs)) ** 4)
+    assert len(set().union(*epochs)) > 0.95 * expected > 2.5 * MAX_PAIRS
+    assert trained_pairs(tiny, tmp_path, seed=3) == epochs  # the same seed draws the same samples
