@@ -10,9 +10,9 @@ replacement and counting them by group. One matrix product then gives every metr
 of resamples. A paired difference is resampled over the joint groups of both models, so both
 models' values always come from the same resampled users.
 
-Drawing 137k user indices per resample instead (a bincount per resample) costs about 5 s per
-split and model at ML-20M scale on a 2-core machine; this costs about one second for everything
-of a split (``benchmarks/bench_intervals.py``).
+Drawing 137k user indices per resample instead (then a bincount per resample) costs several
+seconds per split at ML-20M scale; this costs about half a CPU second per split for both
+models and their pair (``benchmarks/bench_intervals.py``).
 """
 
 from __future__ import annotations
@@ -79,7 +79,6 @@ class UserGroups:
     values: np.ndarray  # n_groups x M
     sizes: np.ndarray  # int64 users per group
     representatives: np.ndarray  # one user position per group
-    of_user: np.ndarray  # each user's group
 
 
 def group_users(values: np.ndarray, labels: Sequence[np.ndarray]) -> UserGroups:
@@ -96,10 +95,8 @@ def group_users(values: np.ndarray, labels: Sequence[np.ndarray]) -> UserGroups:
         # Re-densified after every model, so the combined key stays below n_users**2.
         _, key = np.unique(key * (int(label.max()) + 1) + label, return_inverse=True)
         key = key.reshape(-1)
-    _, representatives, of_user, sizes = np.unique(
-        key, return_index=True, return_inverse=True, return_counts=True
-    )
-    return UserGroups(values[representatives], sizes.astype(np.int64), representatives, of_user.reshape(-1))
+    _, representatives, sizes = np.unique(key, return_index=True, return_counts=True)
+    return UserGroups(values[representatives], sizes.astype(np.int64), representatives)
 
 
 def value_labels(ranks: np.ndarray, metric_names: Sequence[str]) -> np.ndarray:
