@@ -92,9 +92,18 @@ class EvalConfig:
     recall_ks: tuple[int, ...] = (10, 50, 100)
     ndcg_ks: tuple[int, ...] = (10, 50)
     batch_size: int = 1024  # users scored at once: 1024 x 27k float32 = 110 MB
+    # Percentile bootstrap over users for every interval: 1000 resamples put the 2.5% and 97.5%
+    # quantiles within ~0.1 standard error of where infinitely many would.
+    bootstrap_resamples: int = 1000
+    bootstrap_seed: int = 0
+    confidence: float = 0.95
 
     def __post_init__(self) -> None:
-        _require_positive("eval", batch_size=self.batch_size)
+        _require_positive("eval", batch_size=self.batch_size, bootstrap_resamples=self.bootstrap_resamples)
+        if not 0.0 < self.confidence < 1.0:
+            raise ConfigError(f"eval.confidence must lie strictly between 0 and 1, got {self.confidence}")
+        if self.bootstrap_seed < 0:
+            raise ConfigError(f"eval.bootstrap_seed must be non-negative, got {self.bootstrap_seed}")
         for k in (*self.recall_ks, *self.ndcg_ks):
             _require_positive("eval", k=k)
 

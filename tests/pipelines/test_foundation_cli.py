@@ -46,6 +46,8 @@ def test_evaluate_popularity_alone_writes_metrics_json(tmp_path):
     assert report["dataset"]["name"] == "custom" and report["dataset"]["users"] == 8
     assert set(report["val"]) == {"popularity"} and set(report["test"]) == {"popularity"}
     assert set(report["test"]["popularity"]) == {"recall@10", "recall@50", "recall@100", "ndcg@10", "ndcg@50"}
+    assert set(report["intervals"]["test"]["popularity"]) == set(report["test"]["popularity"])
+    assert "paired" not in report or not any(report["paired"].values())  # one model: nothing to pair
     stats = json.loads((tmp_path / "data/processed/stats.json").read_text())
     assert stats["input_md5"] and stats["train_rows"] == 8 * 8
     assert "popularity" in result.stdout

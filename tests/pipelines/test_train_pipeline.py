@@ -62,6 +62,24 @@ def test_train_logs_params_metrics_and_artifacts_to_a_real_mlflow_server(
         assert report[split]["two_tower"]["recall@50"] == pytest.approx(
             metrics[f"{split}_two_tower_recall_at_50"]
         )
+    assert report["bootstrap"] == {"n_resamples": 1000, "seed": 0, "confidence": 0.95}
+    for split in ("val", "test"):
+        for model in ("two_tower", "popularity"):
+            bounds = report["intervals"][split][model]
+            assert set(bounds) == METRIC_KEYS
+            low, high = (
+                metrics[f"{split}_{model}_recall_at_50_ci_low"],
+                metrics[f"{split}_{model}_recall_at_50_ci_high"],
+            )
+            assert [low, high] == pytest.approx(bounds["recall@50"])
+            assert low <= report[split][model]["recall@50"] <= high
+        paired = report["paired"][split]["two_tower-popularity"]
+        assert set(paired) == METRIC_KEYS
+        logged = f"{split}_two_tower_minus_popularity_ndcg_at_10"
+        assert metrics[f"{logged}_diff"] == pytest.approx(paired["ndcg@10"]["diff"])
+        assert [metrics[f"{logged}_ci_low"], metrics[f"{logged}_ci_high"]] == pytest.approx(
+            paired["ndcg@10"]["ci95"]
+        )
     index = load_index(tmp_path / "artifacts")
     assert index.manifest["dataset"]["input_md5"] == tags["dataset_md5"]
     assert index.user_embeddings.shape == (report["dataset"]["users"], 64)

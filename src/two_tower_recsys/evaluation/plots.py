@@ -13,7 +13,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.ticker import MaxNLocator
 
+from two_tower_recsys.evaluation.bootstrap import BootstrapSettings, recall_curve_band
 from two_tower_recsys.utils.fileio import atomic_path
+
+DEFAULT_BANDS = BootstrapSettings()
 
 
 def recall_curve(ranks: np.ndarray, max_k: int) -> np.ndarray:
@@ -53,14 +56,24 @@ def plot_learning_curves(
 
 
 def plot_recall_at_k(
-    ranks_by_model: Mapping[str, np.ndarray], path: Path, *, max_k: int = 200, split: str = "test"
+    ranks_by_model: Mapping[str, np.ndarray],
+    path: Path,
+    *,
+    max_k: int = 200,
+    split: str = "test",
+    bands: BootstrapSettings | None = DEFAULT_BANDS,
 ) -> Path:
+    """Each model's Recall@K curve for K = 1..max_k, with its bootstrap band unless ``bands`` is None."""
     figure, axis = plt.subplots(figsize=(7, 4.5))
     ks = np.arange(1, max_k + 1)
     for model, ranks in ranks_by_model.items():
-        axis.plot(ks, recall_curve(ranks, max_k), label=model)
+        (line,) = axis.plot(ks, recall_curve(ranks, max_k), label=model)
+        if bands is not None:
+            low, high = recall_curve_band(ranks, max_k, bands)
+            axis.fill_between(ks, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
+    band_note = f", {bands.confidence:.0%} bootstrap bands over users" if bands is not None else ""
     axis.set(
-        title=f"Recall@K on {split}",
+        title=f"Recall@K on {split}{band_note}",
         xlabel="K (movies recommended)",
         ylabel="Recall@K",
         xlim=(1, max_k),

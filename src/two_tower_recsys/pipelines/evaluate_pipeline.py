@@ -1,7 +1,10 @@
 """``two-tower evaluate``: measure one model on validation and test with the shared evaluator.
 
 ``model=popularity`` evaluates the baseline alone; ``model=two_tower`` evaluates the trained
-index in ``paths.artifacts_dir``. Results are added to ``metrics.json`` beside other models'.
+index in ``paths.artifacts_dir``. Results and their bootstrap intervals are added to
+``metrics.json`` beside other models'. A paired difference needs both models' ranks from one
+process, so this command writes none, and drops the entries naming the re-evaluated model (they
+would no longer describe its metrics); ``two-tower train``, which evaluates both, writes them.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from two_tower_recsys.artifacts.store import load_index
 from two_tower_recsys.errors import ArtifactError
 from two_tower_recsys.evaluation.report import METRICS_FILE, format_table, update_metrics_file
 from two_tower_recsys.pipelines.evaluation_suite import (
+    bootstrap_on_splits,
     evaluate_popularity,
     evaluate_scorer,
     evaluation_tasks,
@@ -39,7 +43,11 @@ def run(settings: AppConfig) -> None:
             index.scorer(), evaluation_tasks(dataset), settings.eval, progress=progress, label="two_tower"
         )
     report = update_metrics_file(
-        settings.paths.artifacts_dir / METRICS_FILE, dataset.stats, settings.model.name, metrics_of(results)
+        settings.paths.artifacts_dir / METRICS_FILE,
+        dataset.stats,
+        settings.model.name,
+        metrics_of(results),
+        bootstrap_on_splits({settings.model.name: results}, settings.eval),
     )
     print(format_table(report))
 

@@ -6,6 +6,7 @@ pipeline builds them once with :func:`evaluation_tasks` and passes them to every
 
 from __future__ import annotations
 
+from two_tower_recsys.evaluation.bootstrap import BootstrapSettings, SplitBootstrap, bootstrap_metrics
 from two_tower_recsys.evaluation.evaluator import EvaluationResult, EvaluationTask, evaluate, evaluation_task
 from two_tower_recsys.models.popularity import fit_popularity
 from two_tower_recsys.preprocessing.processed import ProcessedDataset
@@ -58,3 +59,30 @@ def evaluate_scorer(
 
 def metrics_of(results: dict[str, EvaluationResult]) -> dict[str, dict[str, float]]:
     return {split: result.metrics for split, result in results.items()}
+
+
+def bootstrap_settings(eval_cfg: EvalConfig) -> BootstrapSettings:
+    return BootstrapSettings(
+        n_resamples=eval_cfg.bootstrap_resamples, seed=eval_cfg.bootstrap_seed, confidence=eval_cfg.confidence
+    )
+
+
+def bootstrap_on_splits(
+    results_by_model: dict[str, dict[str, EvaluationResult]],
+    eval_cfg: EvalConfig,
+    pairs: tuple[tuple[str, str], ...] = (),
+) -> dict[str, SplitBootstrap]:
+    """Per split: every model's intervals and each pair's paired difference, over the same users.
+
+    The models must have been evaluated in this process on the same tasks: a paired difference
+    needs both models' rank of every user.
+    """
+    settings = bootstrap_settings(eval_cfg)
+    bootstraps = {}
+    for split in SPLITS_EVALUATED:
+        by_model = {model: results[split] for model, results in results_by_model.items()}
+        metric_names = list(next(iter(by_model.values())).metrics)
+        bootstraps[split] = bootstrap_metrics(
+            {model: result.ranks for model, result in by_model.items()}, metric_names, settings, pairs
+        )
+    return bootstraps

@@ -17,12 +17,15 @@ import polars as pl
 from lightning.pytorch.utilities import rank_zero_only
 
 from two_tower_recsys.artifacts.store import write_index
+from two_tower_recsys.evaluation.bootstrap import SplitBootstrap
 from two_tower_recsys.evaluation.evaluator import EvaluationResult
 from two_tower_recsys.evaluation.plots import plot_learning_curves, plot_recall_at_k
 from two_tower_recsys.evaluation.report import METRICS_FILE, format_table, update_metrics_file
 from two_tower_recsys.models.popularity import popularity_counts
 from two_tower_recsys.pipelines.evaluation_suite import (
     Tasks,
+    bootstrap_on_splits,
+    bootstrap_settings,
     evaluate_popularity,
     evaluate_scorer,
     evaluation_tasks,
@@ -65,7 +68,11 @@ def run(settings: AppConfig) -> None:
         tasks, dataset.n_items, settings.eval, progress=settings.trainer.progress_bar
     )
     report = update_metrics_file(
-        settings.paths.artifacts_dir / METRICS_FILE, dataset.stats, POPULARITY, metrics_of(popularity)
+        settings.paths.artifacts_dir / METRICS_FILE,
+        dataset.stats,
+        POPULARITY,
+        metrics_of(popularity),
+        bootstrap_on_splits({POPULARITY: popularity}, settings.eval),
     )
     if settings.model.name == POPULARITY:
         print(format_table(report))
@@ -151,10 +158,13 @@ def train_and_publish(
     )
     log.info("wrote artifacts to %s (%d files)", settings.paths.artifacts_dir, len(manifest["files"]))
     metrics_path = settings.paths.artifacts_dir / METRICS_FILE
-    report = update_metrics_file(metrics_path, dataset.stats, TWO_TOWER, metrics_of(two_tower))
+    results = {TWO_TOWER: two_tower, POPULARITY: popularity}
+    # Both models' ranks are in memory only here: the one place paired differences are computed.
+    bootstrap = bootstrap_on_splits(results, settings.eval, pairs=((TWO_TOWER, POPULARITY),))
+    report = update_metrics_file(metrics_path, dataset.stats, TWO_TOWER, metrics_of(two_tower), bootstrap)
     plots = write_plots(fit, popularity, two_tower, settings)
     if tracking is not None:
-        log_results(tracking, fit, {TWO_TOWER: two_tower, POPULARITY: popularity}, [*plots, metrics_path])
+        log_results(tracking, fit, results, bootstrap, [*plots, metrics_path])
     return report
 
 
@@ -186,16 +196,35 @@ def log_results(
     tracking: TrainingRun,
     fit: FitResult,
     results_by_model: dict[str, dict[str, EvaluationResult]],
+    bootstrap_by_split: dict[str, SplitBootstrap],
     files: list[Path],
 ) -> None:
+    """Final metrics as ``{split}_{model}_recall_at_50`` with ``_ci_low`` / ``_ci_high`` beside,
+    and paired differences as ``{split}_{a}_minus_{b}_recall_at_50_diff`` / ``_ci_low`` / ``_ci_high``.
+    """
+    logged: dict[str, float] = {"best_epoch": fit.best_epoch}
     for model, results in results_by_model.items():
         for split, result in results.items():
-            tracking.log_metrics(
-                {logged_name(name, f"{split}_{model}"): value for name, value in result.metrics.items()}
-            )
-    tracking.log_metrics({"best_epoch": fit.best_epoch})
+            prefix = f"{split}_{model}"
+            logged.update({logged_name(name, prefix): value for name, value in result.metrics.items()})
+            logged.update(_bounds_metrics(prefix, bootstrap_by_split[split].intervals[model]))
+    for split, bootstrap in bootstrap_by_split.items():
+        for pair, differences in bootstrap.paired.items():
+            prefix = f"{split}_{pair.replace('-', '_minus_')}"
+            for name, difference in differences.items():
+                logged[f"{logged_name(name, prefix)}_diff"] = difference.diff
+            logged.update(_bounds_metrics(prefix, {name: d.interval for name, d in differences.items()}))
+    tracking.log_metrics(logged)
     for path in files:
         tracking.log_artifact(path)
+
+
+def _bounds_metrics(prefix: str, intervals: dict[str, tuple[float, float]]) -> dict[str, float]:
+    bounds = {}
+    for name, (low, high) in intervals.items():
+        bounds[f"{logged_name(name, prefix)}_ci_low"] = low
+        bounds[f"{logged_name(name, prefix)}_ci_high"] = high
+    return bounds
 
 
 def write_plots(
@@ -222,6 +251,7 @@ def write_plots(
         plot_recall_at_k(
             {TWO_TOWER: two_tower[TEST].ranks, POPULARITY: popularity[TEST].ranks},
             plots_dir / RECALL_AT_K_PNG,
+            bands=bootstrap_settings(settings.eval),
         ),
     ]
 
