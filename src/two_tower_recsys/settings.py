@@ -164,6 +164,9 @@ class MlflowConfig:
     experiment_name: str = "two-tower-recsys"
     fallback_uri: str = "mlruns"  # local store used when no server answers at tracking_uri
     connect_timeout_s: float = 2.0
+    # Training logs the pyfunc model to its run and registers a new version under this name;
+    # None logs it without registering.
+    registered_model_name: str | None = "two-tower"
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,17 @@
+import numpy as np
 import pytest
 from inference_support import write_known_index
 
-from two_tower_recsys.artifacts.store import INDEX_FILES, copy_index, load_index
+from two_tower_recsys.artifacts.store import (
+    INDEX_FILES,
+    copy_index,
+    index_id,
+    load_index,
+    refuse_if_stale,
+    verified_manifest,
+)
 from two_tower_recsys.errors import ArtifactError
+from two_tower_recsys.utils.fileio import write_manifest
 
 
 def test_copy_index_has_its_own_manifest_and_no_checkpoint(tmp_path):
@@ -21,3 +30,38 @@ def test_copy_index_refuses_altered_sources(tmp_path):
     (source / "popularity.npy").write_bytes(b"tampered")
     with pytest.raises(ArtifactError, match="popularity.npy"):
         copy_index(source, tmp_path / "copy")
+
+
+def test_index_id_follows_the_index_and_survives_a_copy(tmp_path):
+    source = write_known_index(tmp_path / "artifacts")
+    manifest = verified_manifest(source)
+    assert manifest["index_id"] == index_id(manifest)  # recorded for readers outside the package
+    assert index_id(copy_index(source, tmp_path / "copy")) == manifest["index_id"]
+    assert index_id(verified_manifest(write_known_index(tmp_path / "again"))) == manifest["index_id"]
+    assert (
+        index_id(verified_manifest(write_known_index(tmp_path / "hotter", temperature=2.0)))
+        != (manifest["index_id"])
+    )
+    (source / "manifest.json").unlink()
+    np.save(source / "popularity.npy", np.zeros(6, dtype=np.int64))
+    write_manifest(source, {key: value for key, value in manifest.items() if key != "files"})
+    assert index_id(verified_manifest(source)) != manifest["index_id"]
+
+
+def test_derived_files_from_another_index_are_refused_with_the_command_to_rerun(tmp_path):
+    artifacts = write_known_index(tmp_path / "artifacts")
+    built_from = index_id(verified_manifest(artifacts))
+    refuse_if_stale(artifacts / "model_scoring.onnx", built_from, artifacts, "two-tower export-onnx")
+    with pytest.raises(ArtifactError, match=r"rerun `two-tower export-onnx`$") as error:
+        refuse_if_stale(
+            artifacts / "model_scoring.onnx", "0123456789abcdef", artifacts, "two-tower export-onnx"
+        )
+    assert "\n" not in str(error.value) and "0123456789abcdef" in str(error.value)
+    with pytest.raises(ArtifactError, match="unrecorded"):
+        refuse_if_stale(artifacts / "mlflow_model", None, artifacts, "two-tower package-mlflow")
+
+
+def test_a_directory_without_an_index_makes_no_claim(tmp_path):
+    refuse_if_stale(tmp_path / "model", "0123456789abcdef", tmp_path, "two-tower package-mlflow")
+    (tmp_path / "manifest.json").write_text('{"files": {"train.parquet": {}}}')  # processed data
+    refuse_if_stale(tmp_path / "model", "0123456789abcdef", tmp_path, "two-tower package-mlflow")

@@ -1,14 +1,23 @@
 """The ONNX scorer against PyTorch, with onnxruntime for real."""
 
+import shutil
+
 import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from inference_support import write_known_index
 
-from two_tower_recsys.artifacts.store import load_index
+from two_tower_recsys.artifacts.store import index_id, load_index, verified_manifest
 from two_tower_recsys.errors import ArtifactError
-from two_tower_recsys.inference.onnx_export import export_from_artifacts, onnx_vs_torch, write_scoring_onnx
+from two_tower_recsys.inference.onnx_export import (
+    INDEX_ID_KEY,
+    export_from_artifacts,
+    onnx_vs_torch,
+    scoring_session,
+    write_scoring_onnx,
+)
 from two_tower_recsys.models.components.towers import IdEmbeddingTower
 from two_tower_recsys.models.components.two_tower import TwoTower
 
@@ -73,3 +82,20 @@ def test_trained_checkpoint_exports_the_scores_the_server_ranks_by(trained_artif
     (scores,) = session.run(["score"], {"user_idx": users, "item_idx": items})
     served = load_index(trained_artifacts).scorer().score(torch.from_numpy(users))
     assert np.max(np.abs(scores - served[np.arange(1000), items].numpy())) <= 1e-5
+
+
+@pytest.mark.slow
+def test_an_export_older_than_the_index_beside_it_is_refused(trained_artifacts, tmp_path):
+    artifacts = shutil.copytree(trained_artifacts, tmp_path / "artifacts")
+    onnx_path = export_from_artifacts(artifacts, artifacts / "model_scoring.onnx").path
+    recorded = {prop.key: prop.value for prop in onnx.load(onnx_path).metadata_props}
+    assert recorded[INDEX_ID_KEY] == index_id(verified_manifest(artifacts))
+    users = np.array([0, 1], dtype=np.int64)
+    (scores,) = scoring_session(onnx_path, artifacts).run(["score"], {"user_idx": users, "item_idx": users})
+    assert scores.shape == (2,)  # fresh: accepted
+
+    write_known_index(artifacts)  # a retrain replaces the index; the export stays behind
+    with pytest.raises(ArtifactError, match=r"model_scoring.onnx was built from another index .*rerun "):
+        scoring_session(onnx_path, artifacts)
+    shutil.copyfile(onnx_path, tmp_path / "elsewhere.onnx")  # not beside an index: no claim to check
+    scoring_session(tmp_path / "elsewhere.onnx", tmp_path)

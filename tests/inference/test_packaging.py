@@ -1,6 +1,7 @@
 """The MLflow package: self-contained, no checkpoint, replaced atomically on a re-run."""
 
 import json
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -10,7 +11,7 @@ import pytest
 import yaml
 from inference_support import write_known_index
 
-from two_tower_recsys.artifacts.store import load_index
+from two_tower_recsys.artifacts.store import index_id, load_index, verified_manifest
 from two_tower_recsys.errors import ArtifactError
 from two_tower_recsys.inference.packaging import package_model
 from two_tower_recsys.settings import InferConfig
@@ -69,3 +70,17 @@ def test_rerun_replaces_the_package_and_a_failed_run_keeps_it(known_index_dir, t
     model = mlflow.pyfunc.load_model(str(destination))  # the previous package, intact
     assert model.predict({"user_id": [7], "k": [1]})[0]["recommendations"][0][0] == 20
     assert sorted(p.name for p in destination.parent.iterdir()) == ["mlflow_model"]
+
+
+def test_a_package_older_than_the_index_it_sits_in_is_refused(tmp_path):
+    artifacts = write_known_index(tmp_path / "artifacts")
+    package = package_model(artifacts, artifacts / "mlflow_model", InferConfig()).path
+    metadata = yaml.safe_load((package / "MLmodel").read_text())["metadata"]["two_tower_recsys"]
+    assert metadata["index_id"] == index_id(verified_manifest(artifacts))
+    assert mlflow.pyfunc.load_model(str(package)).predict({"user_id": [7], "k": [1]})  # fresh: accepted
+
+    write_known_index(artifacts, temperature=2.0)  # retrained: another index, the package stays
+    with pytest.raises(ArtifactError, match=r"rerun `two-tower package-mlflow`$"):
+        mlflow.pyfunc.load_model(str(package))
+    moved = shutil.copytree(package, tmp_path / "shipped" / "mlflow_model")  # on its own: its own index
+    assert mlflow.pyfunc.load_model(str(moved)).predict({"user_id": [7], "k": [1]})

@@ -8,10 +8,15 @@ and ``user_embeddings.pt`` (float32 tensors), ``user2idx.json`` / ``item2idx.jso
 
 :func:`load_index` verifies the manifest and loads only embeddings and lookups: serving needs
 no Lightning and no checkpoint.
+
+Files derived from an index (the ONNX scorer, the MLflow package) record its ``index_id``, a
+digest of the index files' checksums; :func:`refuse_if_stale` refuses one that sits beside an
+index it was not built from (the index was retrained since), naming the command to rerun.
 """
 
 from __future__ import annotations
 
+import hashlib
 import platform
 import shutil
 from dataclasses import dataclass
@@ -29,7 +34,10 @@ from two_tower_recsys.preprocessing.processed import read_id_mapping, write_id_m
 from two_tower_recsys.retrieval.scorers import EmbeddingScorer
 from two_tower_recsys.retrieval.seen import SeenItems
 from two_tower_recsys.utils.fileio import (
+    MANIFEST_NAME,
+    atomic_write_json,
     commit_staged_directory,
+    read_json,
     staged_directory,
     verify_manifest,
     write_manifest,
@@ -132,8 +140,41 @@ def write_index(
                 **provenance,
             },
         )
+        # Recorded for readers outside this package (an ONNX consumer, a person); ours recompute it.
+        manifest = {**manifest, "index_id": index_id(manifest)}
+        atomic_write_json(staging / MANIFEST_NAME, manifest)
         commit_staged_directory(staging, directory)
     return manifest
+
+
+def index_id(manifest: dict[str, Any]) -> str:
+    """The identity of an index: a digest of its files' checksums and its temperature (the
+    checkpoint excluded, so a verified copy of the index has the same id as the original)."""
+    files = manifest.get("files", {})
+    listing = "".join(f"{name} {files.get(name, {}).get('sha256', '-')}\n" for name in INDEX_FILES)
+    listing += f"temperature {float(manifest.get('temperature', 1.0))!r}\n"
+    return hashlib.sha256(listing.encode()).hexdigest()[:16]
+
+
+def refuse_if_stale(derived: Path, built_from: str | None, index_dir: Path, rerun: str) -> None:
+    """Refuse ``derived`` (built from the index ``built_from``) if ``index_dir`` holds another index.
+
+    A directory without an index manifest is no claim: a package downloaded from the registry or
+    copied elsewhere stands on its own (it carries its own verified copy of the index).
+    """
+    manifest_path = Path(index_dir) / MANIFEST_NAME
+    try:
+        manifest = read_json(manifest_path)
+    except (OSError, ValueError):
+        return
+    if not isinstance(manifest, dict) or any(name not in manifest.get("files", {}) for name in INDEX_FILES):
+        return
+    current = index_id(manifest)
+    if built_from != current:
+        raise ArtifactError(
+            f"{derived} was built from another index ({built_from or 'unrecorded'}) than the one in "
+            f"{index_dir} ({current}, trained {manifest.get('created_at', '?')}); rerun `{rerun}`"
+        )
 
 
 def verified_manifest(directory: Path) -> dict[str, Any]:

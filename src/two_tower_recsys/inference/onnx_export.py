@@ -4,6 +4,10 @@ The exported network is the checkpoint's plain :class:`TwoTower` module (``forwa
 pairwise scorer), traced with PyTorch's ``torch.export``-based exporter (the default since 2.9;
 the TorchScript one is deprecated). Inputs are int64 indices, not original ids: map userId/movieId
 with ``user2idx.json`` / ``item2idx.json`` beside it. The weights are stored inside the one file.
+
+The file's metadata records the ``index_id`` of the index it was exported with (key
+``two_tower_recsys.index_id``); :func:`scoring_session` refuses a file exported before the index
+beside it was retrained. The checkpoint is read with ``weights_only=True`` (no pickled objects).
 """
 
 from __future__ import annotations
@@ -16,12 +20,14 @@ import numpy as np
 import onnx
 import torch
 
-from two_tower_recsys.artifacts.store import CHECKPOINT, verified_manifest
+from two_tower_recsys.artifacts.store import CHECKPOINT, index_id, refuse_if_stale, verified_manifest
 from two_tower_recsys.errors import ArtifactError
 from two_tower_recsys.utils.fileio import atomic_path
 
 INPUT_NAMES = ("user_idx", "item_idx")
 OUTPUT_NAME = "score"
+INDEX_ID_KEY = "two_tower_recsys.index_id"
+RERUN = "two-tower export-onnx"
 
 
 @dataclass(frozen=True)
@@ -32,22 +38,38 @@ class OnnxExport:
     max_abs_difference: float  # ONNX Runtime vs PyTorch on random pairs
 
 
-def load_scoring_network(artifacts_dir: Path) -> torch.nn.Module:
-    """The checkpoint's two-tower network in eval mode (the checkpoint is verified first)."""
-    manifest = verified_manifest(Path(artifacts_dir))
+def load_scoring_network(artifacts_dir: Path, manifest: dict | None = None) -> torch.nn.Module:
+    """The checkpoint's two-tower network in eval mode (the checkpoint is verified first, unless
+    the caller passes the manifest it has just verified)."""
+    if manifest is None:
+        manifest = verified_manifest(Path(artifacts_dir))
     if CHECKPOINT not in manifest.get("files", {}):
         raise ArtifactError(f"{artifacts_dir} has no {CHECKPOINT}; ONNX export needs the trained checkpoint")
     # Imported here: only exporting needs Lightning; serving never imports this module.
-    from two_tower_recsys.training.module import TwoTowerModule
+    from two_tower_recsys.training.checkpoint import load_two_tower_checkpoint
 
-    module = TwoTowerModule.load_from_checkpoint(
-        Path(artifacts_dir) / CHECKPOINT, map_location="cpu", weights_only=False
-    )
-    return module.net.eval()
+    return load_two_tower_checkpoint(Path(artifacts_dir) / CHECKPOINT).net.eval()
 
 
-def write_scoring_onnx(network: torch.nn.Module, path: Path) -> onnx.ModelProto:
-    """Write ``network(user_idx, item_idx)`` to ``path`` as a checked ONNX model."""
+def scoring_session(onnx_path: Path, artifacts_dir: Path) -> object:
+    """An ONNX Runtime session for ``onnx_path``, refused (one-line ArtifactError) when the index in
+    ``artifacts_dir`` was retrained after the export."""
+    import onnxruntime as ort
+
+    onnx_path = Path(onnx_path)
+    if not onnx_path.is_file():
+        raise ArtifactError(f"{onnx_path} does not exist; run `{RERUN}`")
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    built_from = session.get_modelmeta().custom_metadata_map.get(INDEX_ID_KEY)
+    refuse_if_stale(onnx_path, built_from, Path(artifacts_dir), RERUN)
+    return session
+
+
+def write_scoring_onnx(
+    network: torch.nn.Module, path: Path, metadata: dict[str, str] | None = None
+) -> onnx.ModelProto:
+    """Write ``network(user_idx, item_idx)`` to ``path`` as a checked ONNX model (``metadata``
+    goes into its ``metadata_props``)."""
     example = (torch.zeros(2, dtype=torch.int64), torch.zeros(2, dtype=torch.int64))
     batch = torch.export.Dim("batch")
     with torch.no_grad(), warnings.catch_warnings():
@@ -63,6 +85,7 @@ def write_scoring_onnx(network: torch.nn.Module, path: Path) -> onnx.ModelProto:
             verbose=False,
         )
     model = program.model_proto
+    onnx.helper.set_model_props(model, dict(metadata or {}))
     onnx.checker.check_model(model, full_check=True)
     onnx.save_model(model, path)  # weights inline: 165k x 64 floats is far below protobuf's 2 GB
     return model
@@ -90,9 +113,11 @@ def tower_sizes(network: torch.nn.Module) -> tuple[int, int]:
 def export_from_artifacts(artifacts_dir: Path, destination: Path, tolerance: float = 1e-5) -> OnnxExport:
     """Export the checkpoint in ``artifacts_dir``; the file replaces ``destination`` only once
     ONNX Runtime agrees with PyTorch within ``tolerance``."""
-    network = load_scoring_network(artifacts_dir)
+    manifest = verified_manifest(Path(artifacts_dir))
+    network = load_scoring_network(artifacts_dir, manifest)
+    built_from = index_id(manifest)
     with atomic_path(destination) as tmp:
-        write_scoring_onnx(network, tmp)
+        write_scoring_onnx(network, tmp, {INDEX_ID_KEY: built_from})
         difference = onnx_vs_torch(network, tmp)
         if not difference <= tolerance:
             raise ArtifactError(f"ONNX export differs from PyTorch by {difference:.3g} (> {tolerance})")

@@ -4,7 +4,9 @@
 ``model_config``), ``artifacts/index/`` (a verified copy of the index: embeddings, lookups, seen
 items, popularity, titles and their manifest; no checkpoint), ``code/two_tower_recsys/`` (this
 package, put first on ``sys.path`` when the model loads, so it serves from any directory without
-the package being installed) and ``requirements.txt``.
+the package being installed) and ``requirements.txt``. ``MLmodel``'s metadata records the
+``index_id`` it was built from: loading a package that sits in an artifacts directory whose index
+was retrained since is refused (rerun ``two-tower package-mlflow``; training does it itself).
 
 The package is built beside the destination and swapped in with :func:`replace_directory`, so a
 re-run replaces the previous package in one step, and a failed run leaves it untouched.
@@ -12,10 +14,14 @@ re-run replaces the previous package in one step, and a failed run leaves it unt
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import mlflow.pyfunc
 import pandas as pd
@@ -23,7 +29,7 @@ from mlflow.models import ModelSignature
 from mlflow.types.schema import AnyType, Array, ColSpec, DataType, Object, Property, Schema
 
 import two_tower_recsys
-from two_tower_recsys.artifacts.store import USER_MAPPING, copy_index, verified_manifest
+from two_tower_recsys.artifacts.store import USER_MAPPING, copy_index, index_id, verified_manifest
 from two_tower_recsys.inference.pyfunc_model import INDEX_ARTIFACT, model_config
 from two_tower_recsys.inference.validation import USER_ID, K
 from two_tower_recsys.preprocessing.processed import read_id_mapping
@@ -34,6 +40,7 @@ from two_tower_recsys.utils.fileio import replace_directory, staged_directory
 SERVING_REQUIREMENTS = ("mlflow", "torch", "numpy", "pandas", "polars")
 # Loaded by MLflow as "model from code" (read, not imported here: importing it registers a model).
 MODEL_CODE = Path(__file__).with_name("mlflow_model_code.py")
+_PROGRESS_BAR_VARIABLE = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
 
 
 @dataclass(frozen=True)
@@ -68,35 +75,67 @@ def pinned_requirements() -> list[str]:
     return [f"{name}=={metadata.version(name).split('+')[0]}" for name in SERVING_REQUIREMENTS]
 
 
+@dataclass(frozen=True)
+class PyfuncSpec:
+    """What ``mlflow.pyfunc.save_model`` and ``log_model`` both take, staged in a work directory."""
+
+    arguments: dict[str, Any]
+    manifest: dict[str, Any]
+    example_user_id: int
+
+
+def pyfunc_spec(artifacts_dir: Path, workdir: Path, infer: InferConfig) -> PyfuncSpec:
+    """Stage a verified copy of the index and of this package's code in ``workdir`` and describe
+    the model for MLflow (the same arguments whether it is saved to a folder or logged to a run)."""
+    manifest = copy_index(artifacts_dir, workdir / INDEX_ARTIFACT)
+    code = _copy_package_code(workdir / "code")
+    example_user_id = _first_user_id(workdir / INDEX_ARTIFACT)
+    arguments = {
+        "python_model": str(MODEL_CODE),
+        "artifacts": {INDEX_ARTIFACT: str(workdir / INDEX_ARTIFACT)},
+        "code_paths": [str(code)],
+        "signature": serving_signature(),
+        "input_example": pd.DataFrame({USER_ID: [example_user_id], K: [infer.k]}),
+        "pip_requirements": pinned_requirements(),
+        "model_config": model_config(infer),
+        "metadata": {
+            "two_tower_recsys": {
+                "index_id": index_id(manifest),
+                "index_created_at": manifest.get("created_at"),
+                "dataset": manifest.get("dataset", {}).get("name"),
+                "n_users": manifest.get("n_users"),
+                "n_items": manifest.get("n_items"),
+            }
+        },
+    }
+    return PyfuncSpec(arguments, manifest, example_user_id)
+
+
 def package_model(artifacts_dir: Path, destination: Path, infer: InferConfig) -> PackagedModel:
     """Package the index in ``artifacts_dir`` as an MLflow pyfunc model at ``destination``."""
     destination = Path(destination)
     verified_manifest(Path(artifacts_dir))  # fail before creating anything beside the destination
-    with staged_directory(destination) as staging:
-        manifest = copy_index(artifacts_dir, staging / INDEX_ARTIFACT)
-        code = _copy_package_code(staging / "code")
-        example_user_id = _first_user_id(staging / INDEX_ARTIFACT)
+    with staged_directory(destination) as staging, quiet_artifact_transfers():
+        spec = pyfunc_spec(artifacts_dir, staging, infer)
         model_dir = staging / "model"
-        mlflow.pyfunc.save_model(
-            path=str(model_dir),
-            python_model=str(MODEL_CODE),
-            artifacts={INDEX_ARTIFACT: str(staging / INDEX_ARTIFACT)},
-            code_paths=[str(code)],
-            signature=serving_signature(),
-            input_example=pd.DataFrame({USER_ID: [example_user_id], K: [infer.k]}),
-            pip_requirements=pinned_requirements(),
-            model_config=model_config(infer),
-            metadata={
-                "two_tower_recsys": {
-                    "index_created_at": manifest.get("created_at"),
-                    "dataset": manifest.get("dataset", {}).get("name"),
-                    "n_users": manifest.get("n_users"),
-                    "n_items": manifest.get("n_items"),
-                }
-            },
-        )
+        mlflow.pyfunc.save_model(path=str(model_dir), **spec.arguments)
         replace_directory(model_dir, destination)
-    return PackagedModel(destination, manifest["n_users"], manifest["n_items"], example_user_id)
+    manifest = spec.manifest
+    return PackagedModel(destination, manifest["n_users"], manifest["n_items"], spec.example_user_id)
+
+
+@contextlib.contextmanager
+def quiet_artifact_transfers() -> Iterator[None]:
+    """No MLflow "Downloading artifacts" progress bars: they would cut through the console's own."""
+    previous = os.environ.get(_PROGRESS_BAR_VARIABLE)
+    os.environ[_PROGRESS_BAR_VARIABLE] = "false"
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(_PROGRESS_BAR_VARIABLE, None)
+        else:
+            os.environ[_PROGRESS_BAR_VARIABLE] = previous
 
 
 def _copy_package_code(directory: Path) -> Path:

@@ -11,7 +11,8 @@ the traceback. An unexpected failure is logged here, traceback included, and ans
 clean 500.
 
 Loading reads the index copy packaged with the model (verified by its manifest): embeddings and
-lookups, no Lightning and no checkpoint.
+lookups, no Lightning and no checkpoint. A package that sits inside an artifacts directory
+(``artifacts/mlflow_model``) whose index was retrained after packaging is refused.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INTERNAL_ERROR
 
+from two_tower_recsys.artifacts.store import index_id, refuse_if_stale
 from two_tower_recsys.errors import RequestError
 from two_tower_recsys.inference.recommender import Recommender
 from two_tower_recsys.inference.validation import RequestLimits
@@ -52,9 +54,11 @@ class RecommenderModel(mlflow.pyfunc.PythonModel):
             raise ValueError(f"unknown model_config key(s): {', '.join(unknown)}")
         self.filter_seen = bool(config["filter_seen"])
         self.limits = RequestLimits(int(config["max_request_rows"]), int(config["max_response_items"]))
-        self.recommender = Recommender.from_artifacts(
-            Path(context.artifacts[INDEX_ARTIFACT]), batch_size=int(config["batch_size"])
-        )
+        index_dir = Path(context.artifacts[INDEX_ARTIFACT])
+        self.recommender = Recommender.from_artifacts(index_dir, batch_size=int(config["batch_size"]))
+        package = index_dir.parents[1]  # <package>/artifacts/index
+        built_from = index_id(self.recommender.index.manifest)
+        refuse_if_stale(package, built_from, package.parent, "two-tower package-mlflow")
 
     # A DataFrame annotation is one MLflow does not turn into a signature: with a list[...] hint the
     # server would demand {"inputs": ...} requests instead of dataframe_split / dataframe_records.

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
+import yaml
 from lightning.pytorch.utilities import rank_zero_only
 
 from two_tower_recsys.artifacts.store import write_index
@@ -21,6 +23,7 @@ from two_tower_recsys.evaluation.bootstrap import SplitBootstrap
 from two_tower_recsys.evaluation.evaluator import EvaluationResult
 from two_tower_recsys.evaluation.plots import plot_learning_curves, plot_recall_at_k
 from two_tower_recsys.evaluation.report import METRICS_FILE, format_table, update_metrics_file
+from two_tower_recsys.inference.packaging import package_model, pyfunc_spec, quiet_artifact_transfers
 from two_tower_recsys.models.popularity import popularity_counts
 from two_tower_recsys.pipelines.evaluation_suite import (
     Tasks,
@@ -153,6 +156,7 @@ def train_and_publish(
     fit = fit_model(dataset, settings, tracking, run_start, tasks)
     scorer = fit.module.scorer()
     manifest = publish_index(dataset, settings, fit, scorer)
+    refresh_derived_artifacts(settings)
     two_tower = evaluate_scorer(
         scorer, tasks, settings.eval, progress=settings.trainer.progress_bar, label=TWO_TOWER
     )
@@ -165,6 +169,7 @@ def train_and_publish(
     plots = write_plots(fit, popularity, two_tower, settings)
     if tracking is not None:
         log_results(tracking, fit, results, bootstrap, [*plots, metrics_path])
+        publish_to_mlflow(tracking, settings)
     return report
 
 
@@ -190,6 +195,29 @@ def publish_index(
             "best_epoch": fit.best_epoch,
         },
     )
+
+
+def refresh_derived_artifacts(settings: AppConfig) -> None:
+    """Rebuild what was derived from the previous index, so nothing stale stays beside the new one:
+    the MLflow package always (under a second), the ONNX scorer when one was exported before."""
+    paths = settings.paths
+    packaged = package_model(paths.artifacts_dir, paths.mlflow_model_dir, settings.infer)
+    log.info("wrote the MLflow pyfunc model to %s", packaged.path)
+    if paths.onnx_model.exists():
+        from two_tower_recsys.inference.onnx_export import export_from_artifacts  # loads the exporter
+
+        export_from_artifacts(paths.artifacts_dir, paths.onnx_model)
+        log.info("re-exported %s from the new checkpoint", paths.onnx_model)
+
+
+def publish_to_mlflow(tracking: TrainingRun, settings: AppConfig) -> None:
+    """The composed config as ``config.yaml``, and the pyfunc model logged to the run and registered
+    (``logging.mlflow.registered_model_name``), so ``models:/<name>/<version>`` serves it."""
+    tracking.log_text(yaml.safe_dump(_plain(dataclasses.asdict(settings)), sort_keys=False), "config.yaml")
+    with tempfile.TemporaryDirectory(prefix="two-tower-pyfunc-") as workdir:
+        spec = pyfunc_spec(settings.paths.artifacts_dir, Path(workdir), settings.infer)
+        with quiet_artifact_transfers():
+            tracking.log_pyfunc_model(spec.arguments, settings.logging.mlflow.registered_model_name)
 
 
 def log_results(

@@ -129,5 +129,31 @@ class TrainingRun:
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
         self.client.log_artifact(self.run_id, str(path), artifact_path)
 
+    def log_text(self, text: str, artifact_file: str) -> None:
+        self.client.log_text(self.run_id, text, artifact_file)
+
+    def log_pyfunc_model(
+        self, arguments: Mapping[str, Any], registered_model_name: str | None, name: str = "model"
+    ) -> str | None:
+        """``mlflow.pyfunc.log_model(**arguments)`` into this run, registered as a new version of
+        ``registered_model_name`` (none when None); returns ``models:/<name>/<version>`` or None."""
+        import mlflow
+
+        previous_uri = mlflow.get_tracking_uri()
+        mlflow.set_tracking_uri(self.target.uri)  # log_model logs to the active run only
+        try:
+            with mlflow.start_run(run_id=self.run_id):
+                info = mlflow.pyfunc.log_model(
+                    name=name, registered_model_name=registered_model_name, **arguments
+                )
+        finally:
+            mlflow.set_tracking_uri(previous_uri)
+        if registered_model_name is None:
+            log.info("logged the pyfunc model to run %s (not registered)", self.run_id)
+            return None
+        uri = f"models:/{registered_model_name}/{info.registered_model_version}"
+        log.info("registered the pyfunc model as %s at %s", uri, self.target.uri)
+        return uri
+
     def finish(self, status: str = "FINISHED") -> None:
         self.client.set_terminated(self.run_id, status)

@@ -17,6 +17,7 @@ from two_tower_recsys.models.popularity import popularity_counts
 from two_tower_recsys.preprocessing.processed import ProcessedDataset
 from two_tower_recsys.preprocessing.split import VAL
 from two_tower_recsys.settings import EvalConfig, ModelConfig, TrainerConfig
+from two_tower_recsys.training.checkpoint import load_two_tower_checkpoint
 from two_tower_recsys.training.checkpoints import AtomicCheckpointIO
 from two_tower_recsys.training.module import TwoTowerModule
 from two_tower_recsys.training.pairs import epoch_pairs_loader
@@ -147,7 +148,7 @@ def fit_two_tower(
     trainer.fit(module, train_dataloaders=loader, ckpt_path=resume_from, weights_only=True)
     best_path = Path(checkpoint.best_model_path)
     if trainer.is_global_zero:
-        module = TwoTowerModule.load_from_checkpoint(best_path, map_location="cpu", weights_only=False)
+        module = load_two_tower_checkpoint(best_path)
     best_epoch = max(
         validation.history, key=lambda record: record.metrics[f"recall@{trainer_cfg.monitor_k}"]
     ).epoch
