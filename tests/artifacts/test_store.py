@@ -1,5 +1,5 @@
 import pytest
-from inference_support import write_known_index
+from inference_support import RATED_NOT_POSITIVE, SEEN, write_known_index
 
 from two_tower_recsys.artifacts.store import INDEX_FILES, copy_index, load_index
 from two_tower_recsys.errors import ArtifactError
@@ -21,3 +21,11 @@ def test_copy_index_refuses_altered_sources(tmp_path):
     (source / "popularity.npy").write_bytes(b"tampered")
     with pytest.raises(ArtifactError, match="popularity.npy"):
         copy_index(source, tmp_path / "copy")
+
+
+def test_rated_items_hold_every_rating_and_the_positives(tmp_path):
+    index = load_index(write_known_index(tmp_path / "artifacts"))
+    for user, positives in SEEN.items():
+        assert index.seen.items_of(user).tolist() == sorted(positives)
+        assert index.rated.items_of(user).tolist() == sorted({*positives, *RATED_NOT_POSITIVE.get(user, [])})
+    assert index.excluded("positives") is index.seen and index.excluded("none") is None

@@ -28,14 +28,23 @@ from mlflow.protos.databricks_pb2 import INTERNAL_ERROR
 from two_tower_recsys.errors import RequestError
 from two_tower_recsys.inference.recommender import Recommender
 from two_tower_recsys.inference.validation import RequestLimits
-from two_tower_recsys.settings import InferConfig
+from two_tower_recsys.settings import InferConfig, removed_filter_seen_message, settings_from_mapping
 
 log = logging.getLogger(__name__)
 
 INDEX_ARTIFACT = "index"
 # The serving settings, recorded in the package's MLmodel and overridable at load time with
 # mlflow.pyfunc.load_model(path, model_config={...}).
-MODEL_CONFIG_KEYS = ("filter_seen", "batch_size", "max_request_rows", "max_response_items")
+MODEL_CONFIG_KEYS = (
+    "exclude",
+    "index",
+    "hnsw_m",
+    "hnsw_ef_construction",
+    "hnsw_ef_search",
+    "batch_size",
+    "max_request_rows",
+    "max_response_items",
+)
 
 
 def model_config(infer: InferConfig) -> dict[str, Any]:
@@ -47,14 +56,15 @@ class RecommenderModel(mlflow.pyfunc.PythonModel):
 
     def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
         config = {**model_config(InferConfig()), **(context.model_config or {})}
+        if "filter_seen" in config:
+            raise ValueError(removed_filter_seen_message("model_config key exclude", config["filter_seen"]))
         unknown = sorted(set(config) - set(MODEL_CONFIG_KEYS))
         if unknown:
             raise ValueError(f"unknown model_config key(s): {', '.join(unknown)}")
-        self.filter_seen = bool(config["filter_seen"])
-        self.limits = RequestLimits(int(config["max_request_rows"]), int(config["max_response_items"]))
-        self.recommender = Recommender.from_artifacts(
-            Path(context.artifacts[INDEX_ARTIFACT]), batch_size=int(config["batch_size"])
-        )
+        infer = settings_from_mapping(InferConfig, config, "model_config")  # checks types and choices
+        self.exclude = infer.exclude
+        self.limits = RequestLimits(infer.max_request_rows, infer.max_response_items)
+        self.recommender = Recommender.from_settings(Path(context.artifacts[INDEX_ARTIFACT]), infer)
 
     # A DataFrame annotation is one MLflow does not turn into a signature: with a list[...] hint the
     # server would demand {"inputs": ...} requests instead of dataframe_split / dataframe_records.
@@ -64,7 +74,7 @@ class RecommenderModel(mlflow.pyfunc.PythonModel):
     ) -> list[dict[str, Any]]:
         try:
             rows = self.limits.parse(model_input, self.recommender.n_items)
-            answers = self.recommender.recommend(rows.user_ids, rows.ks, filter_seen=self.filter_seen)
+            answers = self.recommender.recommend(rows.user_ids, rows.ks, exclude=self.exclude)
         except RequestError as exc:
             # The server prefixes `message` with a dump of the request; `detail` stays our one line.
             raise MlflowException.invalid_parameter_value(str(exc), detail=str(exc)) from None
