@@ -85,6 +85,7 @@ class PathsConfig:
     plots_dir: Path = Path("plots")
     onnx_model: Path = Path("artifacts/model_scoring.onnx")  # (user_idx, item_idx) -> score
     mlflow_model_dir: Path = Path("artifacts/mlflow_model")  # the pyfunc package that is served
+    recommendations: Path = Path("artifacts/recommendations.parquet")  # written by recommend-all
 
 
 @dataclass(frozen=True)
