@@ -100,3 +100,14 @@ def test_an_unexpected_failure_is_a_clean_500(packaged_model, monkeypatch):
     assert caught.value.get_http_status_code() == 500
     assert caught.value.message == "internal error while recommending"
     assert "secret" not in caught.value.serialize_as_json()
+
+
+def test_the_structs_format_carries_the_same_answer_for_spark(model, core):
+    (triples,) = model.predict({"user_id": [5], "k": [4]})
+    (structs,) = model.predict({"user_id": [5], "k": [4]}, params={"recommendation_format": "structs"})
+    assert structs["recommendations"] == [
+        {"movieId": movie_id, "score": score, "title": title}
+        for movie_id, score, title in triples["recommendations"]
+    ]
+    with pytest.raises(MlflowException, match="recommendation_format must be one of triples, structs"):
+        model.predict({"user_id": [5], "k": [4]}, params={"recommendation_format": "csv"})

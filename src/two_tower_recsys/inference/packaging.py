@@ -24,11 +24,21 @@ import mlflow.pyfunc
 import pandas as pd
 import torch
 from mlflow.models import ModelSignature
-from mlflow.types.schema import AnyType, Array, ColSpec, DataType, Object, Property, Schema
+from mlflow.types.schema import (
+    AnyType,
+    Array,
+    ColSpec,
+    DataType,
+    Object,
+    ParamSchema,
+    ParamSpec,
+    Property,
+    Schema,
+)
 
 import two_tower_recsys
 from two_tower_recsys.artifacts.store import ITEM_EMBEDDINGS, USER_MAPPING, copy_index, verified_manifest
-from two_tower_recsys.inference.pyfunc_model import INDEX_ARTIFACT, model_config
+from two_tower_recsys.inference.pyfunc_model import INDEX_ARTIFACT, RECOMMENDATION_FORMAT, model_config
 from two_tower_recsys.inference.recommender import hnsw_params
 from two_tower_recsys.inference.validation import USER_ID, K
 from two_tower_recsys.preprocessing.processed import read_id_mapping
@@ -68,7 +78,9 @@ def serving_signature() -> ModelSignature:
             Property("recommendations", Array(Array(AnyType()))),  # [movieId, score, title]
         ]
     )
-    return ModelSignature(inputs=None, outputs=Schema([ColSpec(answer)]))
+    # recommendation_format "structs": each recommendation as {movieId, score, title} (for Spark)
+    params = ParamSchema([ParamSpec(RECOMMENDATION_FORMAT, DataType.string, "triples")])
+    return ModelSignature(inputs=None, outputs=Schema([ColSpec(answer)]), params=params)
 
 
 def pinned_requirements(extra: tuple[str, ...] = ()) -> list[str]:

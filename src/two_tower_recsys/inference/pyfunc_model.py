@@ -33,6 +33,12 @@ from two_tower_recsys.settings import InferConfig, removed_filter_seen_message, 
 log = logging.getLogger(__name__)
 
 INDEX_ARTIFACT = "index"
+RECOMMENDATION_FORMAT = "recommendation_format"  # the predict parameter
+# The result type of mlflow.pyfunc.spark_udf(..., params={"recommendation_format": "structs"}).
+SPARK_RESULT_TYPE = (
+    "user_id long, k long, fallback boolean, "
+    "recommendations array<struct<movieId: long, score: double, title: string>>"
+)
 # The serving settings, recorded in the package's MLmodel and overridable at load time with
 # mlflow.pyfunc.load_model(path, model_config={...}).
 MODEL_CONFIG_KEYS = (
@@ -70,15 +76,20 @@ class RecommenderModel(mlflow.pyfunc.PythonModel):
     # server would demand {"inputs": ...} requests instead of dataframe_split / dataframe_records.
     # (A mapping of column -> values, as {"inputs": {...}} requests arrive, is accepted too.)
     def predict(
-        self, context: mlflow.pyfunc.PythonModelContext, model_input: pd.DataFrame
+        self,
+        context: mlflow.pyfunc.PythonModelContext,
+        model_input: pd.DataFrame,
+        params: dict[str, Any] | None = None,
     ) -> list[dict[str, Any]]:
+        # params: {"recommendation_format": "structs"} for Spark (see SPARK_RESULT_TYPE)
+        recommendation_format = (params or {}).get(RECOMMENDATION_FORMAT, "triples")
         try:
             rows = self.limits.parse(model_input, self.recommender.n_items)
             answers = self.recommender.recommend(rows.user_ids, rows.ks, exclude=self.exclude)
+            return [answer.as_dict(recommendation_format) for answer in answers]
         except RequestError as exc:
             # The server prefixes `message` with a dump of the request; `detail` stays our one line.
             raise MlflowException.invalid_parameter_value(str(exc), detail=str(exc)) from None
         except Exception:
             log.exception("recommendation failed")
             raise MlflowException("internal error while recommending", error_code=INTERNAL_ERROR) from None
-        return [answer.as_dict() for answer in answers]

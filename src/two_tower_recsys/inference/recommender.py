@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from two_tower_recsys.artifacts.store import RetrievalIndex, load_index
-from two_tower_recsys.errors import ConfigError
+from two_tower_recsys.errors import ConfigError, RequestError
 from two_tower_recsys.inference.validation import k_array, user_id_array
 from two_tower_recsys.retrieval.ann import HNSW_FILE, HnswParams, HnswSearcher, build_hnsw, read_hnsw
 from two_tower_recsys.retrieval.scorers import PopularityScorer
@@ -43,6 +43,7 @@ from two_tower_recsys.settings import InferConfig
 log = logging.getLogger(__name__)
 
 Triple = tuple[int, float, str]  # movieId, score, title
+RECOMMENDATION_FORMATS = ("triples", "structs")
 Exclude = Literal["rated", "positives", "none"]
 EXCLUDE_CHOICES: tuple[str, ...] = ("rated", "positives", "none")
 IndexKind = Literal["exact", "hnsw"]
@@ -60,13 +61,30 @@ class UserRecommendations:
     fallback: bool  # True: unknown user, answered with the popularity ranking
     recommendations: list[Triple]
 
-    def as_dict(self) -> dict[str, Any]:
-        """The JSON shape printed by the CLI and returned per row by the served model."""
+    def as_dict(self, recommendation_format: str = "triples") -> dict[str, Any]:
+        """The JSON shape printed by the CLI and returned per row by the served model.
+
+        ``recommendation_format="structs"`` gives each recommendation as
+        ``{"movieId", "score", "title"}`` instead of a ``[movieId, score, title]`` triple: the form
+        Spark can type (``array<struct<...>>``; a mixed-type list has no Spark type).
+        """
+        if recommendation_format == "structs":
+            recommendations: list[Any] = [
+                {"movieId": movie_id, "score": score, "title": title}
+                for movie_id, score, title in self.recommendations
+            ]
+        elif recommendation_format == "triples":
+            recommendations = [list(triple) for triple in self.recommendations]
+        else:
+            raise RequestError(
+                f"recommendation_format must be one of {', '.join(RECOMMENDATION_FORMATS)}, "
+                f"got {recommendation_format!r}"
+            )
         return {
             "user_id": self.user_id,
             "k": self.k,
             "fallback": self.fallback,
-            "recommendations": [list(triple) for triple in self.recommendations],
+            "recommendations": recommendations,
         }
 
 
