@@ -24,6 +24,7 @@ from common import ensure_ml20m_shaped_zip, median_summary, peak_rss_mb, run_iso
 def child(zip_path: Path) -> None:
     from two_tower_recsys.data.movielens import read_movielens_zip
     from two_tower_recsys.preprocessing.processed import dataset_stats, save_processed, titles_for
+    from two_tower_recsys.preprocessing.rated import rated_pairs
     from two_tower_recsys.preprocessing.split import FilterParams, build_splits
     from two_tower_recsys.utils.fileio import md5_file
 
@@ -37,7 +38,8 @@ def child(zip_path: Path) -> None:
     with tempfile.TemporaryDirectory() as directory:
         titles = titles_for(splits.item_ids, tables.movies)
         stats = dataset_stats(splits, "bench", md5)
-        save_processed(Path(directory), splits, titles, stats, {"bench": True})
+        rated = rated_pairs(tables.ratings, splits.user_ids, splits.item_ids)
+        save_processed(Path(directory), splits, titles, stats, {"bench": True}, rated)
     written = time.perf_counter()
     print(
         json.dumps(

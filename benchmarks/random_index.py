@@ -27,23 +27,30 @@ def write_random_index(
     n_items: int,
     dim: int = 64,
     mean_positives: float = 70.0,
+    mean_other_ratings: float = 0.0,
     seed: int = 0,
+    item_embeddings: torch.Tensor | None = None,
 ) -> dict[str, Any]:
-    """Write a random index to ``directory``; user ids are 1..n_users, movie ids 1..n_items."""
+    """Write a random index to ``directory``; user ids are 1..n_users, movie ids 1..n_items.
+
+    ``mean_other_ratings``: non-positive ratings per user on top of the positives (ML-20M has
+    about as many as positives: 144 ratings per user, 72 of them >= 4 stars).
+    ``item_embeddings``: use these instead of random ones (e.g. clustered, closer to trained).
+    """
     rng = np.random.default_rng(seed)
     generator = torch.Generator().manual_seed(seed)
-    counts = np.clip(rng.geometric(1.0 / mean_positives, n_users), 1, n_items)
-    users = np.repeat(np.arange(n_users, dtype=np.int64), counts)
-    popularity_weights = 1.0 / np.arange(1, n_items + 1) ** 0.8
-    items = rng.choice(n_items, size=len(users), p=popularity_weights / popularity_weights.sum())
-    pairs = np.unique(users * n_items + items)  # one positive per (user, movie)
-    seen = pl.DataFrame({"user_idx": pairs // n_items, "item_idx": pairs % n_items})
+    seen = _random_pairs(rng, n_users, n_items, mean_positives)
+    rated = _random_pairs(rng, n_users, n_items, mean_other_ratings) if mean_other_ratings else None
     movie_ids = np.arange(1, n_items + 1, dtype=np.int64)
     return write_index(
         Path(directory),
         checkpoint=None,
         user_embeddings=torch.randn(n_users, dim, generator=generator) * 0.1,
-        item_embeddings=torch.randn(n_items, dim, generator=generator) * 0.1,
+        item_embeddings=(
+            torch.randn(n_items, dim, generator=generator) * 0.1
+            if item_embeddings is None
+            else item_embeddings
+        ),
         temperature=1.0,
         user_ids=np.arange(1, n_users + 1, dtype=np.int64),
         item_ids=movie_ids,
@@ -58,4 +65,15 @@ def write_random_index(
         seen_pairs=seen,
         popularity=np.bincount(seen.get_column("item_idx").to_numpy(), minlength=n_items),
         provenance={"dataset": {"name": "random", "seed": seed}},
+        rated_pairs=rated,
     )
+
+
+def _random_pairs(rng: np.random.Generator, n_users: int, n_items: int, mean_per_user: float) -> pl.DataFrame:
+    """About ``mean_per_user`` distinct movies per user, popular ones more often (Zipf-like)."""
+    counts = np.clip(rng.geometric(1.0 / mean_per_user, n_users), 1, n_items)
+    users = np.repeat(np.arange(n_users, dtype=np.int64), counts)
+    popularity_weights = 1.0 / np.arange(1, n_items + 1) ** 0.8
+    items = rng.choice(n_items, size=len(users), p=popularity_weights / popularity_weights.sum())
+    pairs = np.unique(users * n_items + items)  # one rating per (user, movie)
+    return pl.DataFrame({"user_idx": pairs // n_items, "item_idx": pairs % n_items})

@@ -19,7 +19,9 @@ PREFERENCES = [
     [1.0, 2.0, 3.0, 4.0, 5.0, 6.0],  # userId 3: the reverse
     [3.0, 6.0, 1.0, 5.0, 2.0, 4.0],  # userId 11
 ]
-SEEN = {0: [0, 2], 1: [5], 2: [0, 1, 2, 3, 4]}  # user index -> seen item indices
+SEEN = {0: [0, 2], 1: [5], 2: [0, 1, 2, 3, 4]}  # user index -> positively rated item indices
+# user index -> items rated but not positively: userId 3 gave movie 50, their best unseen one, 2 stars.
+RATED_NOT_POSITIVE = {1: [4]}
 POPULARITY = [5, 9, 9, 1, 0, 9]  # ties at 9: catalogue order (movies 20, 30, 60)
 UNKNOWN_USER = 99
 
@@ -50,6 +52,12 @@ def write_known_index(directory: Path, temperature: float = 1.0) -> Path:
         seen_pairs=pl.DataFrame({"user_idx": [u for u, _ in pairs], "item_idx": [i for _, i in pairs]}),
         popularity=np.array(POPULARITY),
         provenance={"dataset": {"name": "known-answers"}},
+        rated_pairs=pl.DataFrame(
+            {
+                "user_idx": [u for u, items in RATED_NOT_POSITIVE.items() for _ in items],
+                "item_idx": [i for items in RATED_NOT_POSITIVE.values() for i in items],
+            }
+        ),
     )
     return directory
 

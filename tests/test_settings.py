@@ -53,6 +53,10 @@ def test_wrong_type_names_the_key():
 def test_non_positive_values_are_rejected():
     with pytest.raises(ConfigError, match="infer.k must be positive, got 0"):
         compose_settings(["infer.k=0"])
+    with pytest.raises(ConfigError, match="filter_seen was replaced by infer.exclude.*infer.exclude=none"):
+        compose_settings(["infer.filter_seen=false"])
+    with pytest.raises(ConfigError, match="infer.exclude must be one of rated, positives, none"):
+        compose_settings(["infer.exclude=seen"])
 
 
 def test_literal_choices_are_checked():

@@ -85,6 +85,7 @@ class PathsConfig:
     plots_dir: Path = Path("plots")
     onnx_model: Path = Path("artifacts/model_scoring.onnx")  # (user_idx, item_idx) -> score
     mlflow_model_dir: Path = Path("artifacts/mlflow_model")  # the pyfunc package that is served
+    recommendations: Path = Path("artifacts/recommendations.parquet")  # written by recommend-all
 
 
 @dataclass(frozen=True)
@@ -175,11 +176,27 @@ class LoggingConfig:
     enabled: bool = True
 
 
+def removed_filter_seen_message(key: str, value: object) -> str:
+    """The error for the old boolean ``filter_seen``: what to write instead."""
+    replacement = {True: "positives", False: "none"}.get(value) if isinstance(value, bool) else None
+    same = f"; {key}={replacement} does what filter_seen={value} did" if replacement else ""
+    return (
+        f"filter_seen was replaced by {key}: rated (the default: every movie the user rated), "
+        f"positives (only the positively rated ones, as filter_seen=true) or none{same}"
+    )
+
+
 @dataclass(frozen=True)
 class InferConfig:
     user_id: int = 1
     k: int = 10
-    filter_seen: bool = True
+    # Never recommended: every movie the user rated (rated), only the positives (positives), nothing.
+    exclude: Literal["rated", "positives", "none"] = "rated"
+    filter_seen: bool | None = None  # removed in favour of exclude; set, it is an error saying so
+    index: Literal["exact", "hnsw"] = "exact"  # hnsw: approximate, for catalogues of millions
+    hnsw_m: int = 32
+    hnsw_ef_construction: int = 200
+    hnsw_ef_search: int = 512
     batch_size: int = 1024  # users scored at once: bounds memory at batch_size x n_items floats
     max_request_rows: int = 10_000
     # rows x k per serving request: 10k users at k=100, enough for batch jobs, yet one request
@@ -193,7 +210,12 @@ class InferConfig:
             batch_size=self.batch_size,
             max_request_rows=self.max_request_rows,
             max_response_items=self.max_response_items,
+            hnsw_m=self.hnsw_m,
+            hnsw_ef_construction=self.hnsw_ef_construction,
+            hnsw_ef_search=self.hnsw_ef_search,
         )
+        if self.filter_seen is not None:
+            raise ConfigError(removed_filter_seen_message("infer.exclude", self.filter_seen))
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 import numpy as np
 import pytest
-from inference_support import write_known_index
+from inference_support import RATED_NOT_POSITIVE, SEEN, write_known_index
 
 from two_tower_recsys.artifacts.store import (
     INDEX_FILES,
@@ -65,3 +65,11 @@ def test_a_directory_without_an_index_makes_no_claim(tmp_path):
     refuse_if_stale(tmp_path / "model", "0123456789abcdef", tmp_path, "two-tower package-mlflow")
     (tmp_path / "manifest.json").write_text('{"files": {"train.parquet": {}}}')  # processed data
     refuse_if_stale(tmp_path / "model", "0123456789abcdef", tmp_path, "two-tower package-mlflow")
+
+
+def test_rated_items_hold_every_rating_and_the_positives(tmp_path):
+    index = load_index(write_known_index(tmp_path / "artifacts"))
+    for user, positives in SEEN.items():
+        assert index.seen.items_of(user).tolist() == sorted(positives)
+        assert index.rated.items_of(user).tolist() == sorted({*positives, *RATED_NOT_POSITIVE.get(user, [])})
+    assert index.excluded("positives") is index.seen and index.excluded("none") is None

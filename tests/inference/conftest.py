@@ -19,9 +19,11 @@ def known_index_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def random_index_dir(tmp_path_factory) -> Path:
-    """200 users (ids 1..200) x 300 movies x 16, ~20 seen movies per user."""
+    """200 users (ids 1..200) x 300 movies x 16, ~20 positives and ~10 other ratings per user."""
     directory = tmp_path_factory.mktemp("random") / "artifacts"
-    write_random_index(directory, n_users=200, n_items=300, dim=16, mean_positives=20, seed=3)
+    write_random_index(
+        directory, n_users=200, n_items=300, dim=16, mean_positives=20, mean_other_ratings=10, seed=3
+    )
     return directory
 
 

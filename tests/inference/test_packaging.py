@@ -84,3 +84,25 @@ def test_a_package_older_than_the_index_it_sits_in_is_refused(tmp_path):
         mlflow.pyfunc.load_model(str(package))
     moved = shutil.copytree(package, tmp_path / "shipped" / "mlflow_model")  # on its own: its own index
     assert mlflow.pyfunc.load_model(str(moved)).predict({"user_id": [7], "k": [1]})
+
+
+def test_an_hnsw_package_ships_its_graph_verified_by_the_manifest(random_index_dir, tmp_path):
+    from two_tower_recsys.inference.recommender import Recommender
+    from two_tower_recsys.retrieval.ann import HNSW_FILE
+
+    destination = tmp_path / "hnsw" / "mlflow_model"
+    package_model(random_index_dir, destination, InferConfig(index="hnsw", hnsw_m=8))
+    index_dir = destination / "artifacts/index"
+    manifest = json.loads((index_dir / "manifest.json").read_text())
+    assert HNSW_FILE in manifest["files"]
+    assert manifest["ann"] == {"kind": "hnsw", "metric": "mips_as_l2", "m": 8, "ef_construction": 200}
+    assert "faiss-cpu==" in (destination / "requirements.txt").read_text()
+    model = mlflow.pyfunc.load_model(str(destination))
+    assert model.unwrap_python_model().recommender.ann is not None
+    core = Recommender.from_artifacts(random_index_dir, index="hnsw")
+    assert model.predict({"user_id": [1, 2], "k": [5, 5]}) == [a.as_dict() for a in core.recommend([1, 2], 5)]
+
+    graph = index_dir / HNSW_FILE
+    graph.write_bytes(graph.read_bytes()[:-8])
+    with pytest.raises(ArtifactError, match=HNSW_FILE):
+        mlflow.pyfunc.load_model(str(destination))

@@ -1,8 +1,11 @@
 """The packaged model through ``mlflow.pyfunc.load_model``: same answers as the core, clean errors."""
 
+import shutil
+
 import mlflow.pyfunc
 import pandas as pd
 import pytest
+import yaml
 from mlflow.exceptions import MlflowException
 
 from two_tower_recsys.inference.recommender import Recommender
@@ -36,7 +39,7 @@ def test_one_answer_per_row_in_order_equal_to_the_core(model, core):
 def test_dict_input_and_k_clamp(model, core):
     (answer,) = model.predict({"user_id": [7], "k": [10**9]})
     assert answer["k"] == core.n_items
-    assert len(answer["recommendations"]) == core.n_items - len(core.index.seen.items_of(6))
+    assert len(answer["recommendations"]) == core.n_items - len(core.index.rated.items_of(6))
 
 
 @pytest.mark.parametrize(
@@ -62,11 +65,26 @@ def test_limits_and_filtering_come_from_model_config(packaged_model):
     strict = mlflow.pyfunc.load_model(str(packaged_model), model_config={"max_request_rows": 2})
     with pytest.raises(MlflowException, match="has 3 rows; at most 2 are allowed"):
         strict.predict(pd.DataFrame({"user_id": [1, 2, 3], "k": [1, 1, 1]}))
-    unfiltered = mlflow.pyfunc.load_model(str(packaged_model), model_config={"filter_seen": False})
     core = Recommender.from_artifacts(packaged_model / "artifacts" / "index")
-    (answer,) = unfiltered.predict(pd.DataFrame({"user_id": [4], "k": [5]}))
-    expected = core.recommend([4], 5, filter_seen=False)[0]
-    assert [m for m, _, _ in answer["recommendations"]] == [m for m, _, _ in expected.recommendations]
+    for exclude in ("none", "positives"):
+        unfiltered = mlflow.pyfunc.load_model(str(packaged_model), model_config={"exclude": exclude})
+        (answer,) = unfiltered.predict(pd.DataFrame({"user_id": [4], "k": [300]}))
+        expected = core.recommend([4], 300, exclude=exclude)[0]
+        assert [m for m, _, _ in answer["recommendations"]] == [m for m, _, _ in expected.recommendations]
+    # positives leaves in what the user rated below the threshold; the default does not
+    assert len(expected.recommendations) > len(core.recommend([4], 300)[0].recommendations)
+
+
+def test_a_package_with_the_removed_filter_seen_key_says_what_replaces_it(packaged_model, tmp_path):
+    """MLflow itself drops unknown keys given at load time; an older package still records it."""
+    old = tmp_path / "old_package"
+    shutil.copytree(packaged_model, old)
+    mlmodel = yaml.safe_load((old / "MLmodel").read_text())
+    config = mlmodel["flavors"]["python_function"]["config"]
+    config["filter_seen"] = config.pop("exclude") == "positives"
+    (old / "MLmodel").write_text(yaml.safe_dump(mlmodel))
+    with pytest.raises(ValueError, match="filter_seen was replaced by model_config key exclude"):
+        mlflow.pyfunc.load_model(str(old))
 
 
 def test_an_unexpected_failure_is_a_clean_500(packaged_model, monkeypatch):
@@ -82,3 +100,14 @@ def test_an_unexpected_failure_is_a_clean_500(packaged_model, monkeypatch):
     assert caught.value.get_http_status_code() == 500
     assert caught.value.message == "internal error while recommending"
     assert "secret" not in caught.value.serialize_as_json()
+
+
+def test_the_structs_format_carries_the_same_answer_for_spark(model, core):
+    (triples,) = model.predict({"user_id": [5], "k": [4]})
+    (structs,) = model.predict({"user_id": [5], "k": [4]}, params={"recommendation_format": "structs"})
+    assert structs["recommendations"] == [
+        {"movieId": movie_id, "score": score, "title": title}
+        for movie_id, score, title in triples["recommendations"]
+    ]
+    with pytest.raises(MlflowException, match="recommendation_format must be one of triples, structs"):
+        model.predict({"user_id": [5], "k": [4]}, params={"recommendation_format": "csv"})

@@ -7,7 +7,7 @@ import torch
 from inference_support import MOVIE_IDS, PREFERENCES, SEEN, UNKNOWN_USER, title, write_known_index
 
 from two_tower_recsys.artifacts.store import load_index
-from two_tower_recsys.errors import ArtifactError, RequestError
+from two_tower_recsys.errors import ArtifactError, ConfigError, RequestError
 from two_tower_recsys.evaluation.evaluator import EvaluationTask, compute_ranks
 from two_tower_recsys.inference.recommender import Recommender
 
@@ -29,9 +29,22 @@ def test_top_k_excludes_seen_movies_best_first(known):
     assert answer.recommendations == triples([20, 40, 50], user_index=0)  # 10 and 30 were seen
 
 
-def test_filter_seen_off_includes_seen_movies(known):
-    (answer,) = known.recommend([7], 3, filter_seen=False)
+def test_exclude_none_includes_seen_movies(known):
+    (answer,) = known.recommend([7], 3, exclude="none")
     assert answer.recommendations == triples([10, 20, 30], user_index=0)
+
+
+def test_a_movie_rated_two_stars_is_never_served_by_default_but_evaluation_would_rank_it(known):
+    """userId 3 rated movie 50 (their best unseen) 2 stars: excluded by default, not by positives."""
+    (rated,) = known.recommend([3], 2)
+    assert rated.recommendations == triples([40, 30], user_index=1)
+    (positives,) = known.recommend([3], 2, exclude="positives")
+    assert positives.recommendations == triples([50, 40], user_index=1)  # the evaluation protocol
+
+
+def test_unknown_exclude_is_a_config_error(known):
+    with pytest.raises(ConfigError, match="exclude must be one of rated, positives, none"):
+        known.recommend([3], 2, exclude="seen")
 
 
 def test_fewer_unseen_movies_than_k_returns_fewer_never_seen_or_minus_inf(known):
@@ -41,7 +54,7 @@ def test_fewer_unseen_movies_than_k_returns_fewer_never_seen_or_minus_inf(known)
 
 
 def test_k_above_the_catalogue_is_clamped(known):
-    (answer,) = known.recommend([3], 1000)
+    (answer,) = known.recommend([3], 1000, exclude="positives")
     assert answer.k == len(MOVIE_IDS)
     assert answer.recommendations == triples([50, 40, 30, 20, 10], user_index=1)  # 60 was seen
 
@@ -92,7 +105,7 @@ def test_recommendations_rank_first_in_the_evaluator(known_index_dir, known):
     """Same scorer, same seen-filter: the evaluator ranks the i-th recommendation at rank i."""
     index = load_index(known_index_dir)
     for user_index, user_id in enumerate([7, 3, 11]):
-        (answer,) = known.recommend([user_id], len(MOVIE_IDS))
+        (answer,) = known.recommend([user_id], len(MOVIE_IDS), exclude="positives")  # the protocol's
         items = [MOVIE_IDS.index(movie_id) for movie_id, _, _ in answer.recommendations]
         task = EvaluationTask(
             split="test",
@@ -114,7 +127,7 @@ def test_random_index_invariants(random_index_dir):
     for user_index, answer in enumerate(answers[:200]):
         movie_ids = [movie_id for movie_id, _, _ in answer.recommendations]
         items = np.searchsorted(index.item_ids, movie_ids)
-        seen = set(index.seen.items_of(user_index).tolist())
+        seen = set(index.rated.items_of(user_index).tolist())
         assert not answer.fallback and len(items) == min(50, index.n_items - len(seen))
         assert not seen & set(items.tolist())
         got = [score for _, score, _ in answer.recommendations]
@@ -130,3 +143,50 @@ def test_random_index_invariants(random_index_dir):
         assert [s for _, s, _ in single.recommendations] == pytest.approx(
             [s for _, s, _ in batched.recommendations], rel=1e-5
         )
+
+
+@pytest.fixture(scope="module")
+def exact_and_hnsw(random_index_dir):
+    exact = Recommender.from_artifacts(random_index_dir, batch_size=64)
+    return exact, Recommender.from_artifacts(random_index_dir, batch_size=64, index="hnsw")
+
+
+@pytest.mark.parametrize("exclude", ["rated", "positives", "none"])
+def test_hnsw_answers_equal_the_exact_ones_never_excluded_k_honoured(exact_and_hnsw, exclude):
+    """300 movies and efSearch 512: the graph search is exhaustive, so answers must match exactly."""
+    exact, hnsw = exact_and_hnsw
+    users, k = list(range(1, 201)), [1, 10, 50, 300] * 50
+    for got, expected in zip(
+        hnsw.recommend(users, k, exclude=exclude), exact.recommend(users, k, exclude=exclude), strict=True
+    ):
+        assert [m for m, _, _ in got.recommendations] == [m for m, _, _ in expected.recommendations]
+        assert [s for _, s, _ in got.recommendations] == pytest.approx(
+            [s for _, s, _ in expected.recommendations], rel=1e-5
+        )
+
+
+class MissingGraph:
+    """A graph that finds only movies 0, 1 and 2 (-1 pads the rest): every user is left short."""
+
+    def __init__(self, n_items):
+        self.n_items = n_items
+
+    def search(self, queries, k):
+        labels = np.full((len(queries), k), -1, dtype=np.int64)
+        labels[:, :3] = [0, 1, 2]
+        return labels
+
+
+def test_users_the_graph_leaves_short_fall_back_to_exact(random_index_dir, exact_and_hnsw, monkeypatch):
+    exact, _ = exact_and_hnsw
+    index = exact.index
+    short = Recommender(index, batch_size=64, ann=MissingGraph(index.n_items))
+    users = list(range(1, 201))
+    assert short.recommend(users, 20) == exact.recommend(users, 20)
+    monkeypatch.setattr("two_tower_recsys.inference.recommender.MAX_ANN_FETCH", 8)  # all users too heavy
+    assert short.recommend(users, 5) == exact.recommend(users, 5)
+
+
+def test_an_unknown_index_kind_is_a_config_error(random_index_dir):
+    with pytest.raises(ConfigError, match="index must be one of exact, hnsw"):
+        Recommender.from_artifacts(random_index_dir, index="ivf")

@@ -90,7 +90,7 @@ def test_unknown_user_is_a_marked_popularity_fallback(server, core):
 def test_k_above_the_catalogue_is_clamped(server, core):
     (answer,) = invoke(server, split([[2, 10**6]])).json()["predictions"]
     assert answer["k"] == core.n_items
-    assert len(answer["recommendations"]) == core.n_items - len(core.index.seen.items_of(1))
+    assert len(answer["recommendations"]) == core.n_items - len(core.index.rated.items_of(1))
 
 
 BAD_REQUESTS = {

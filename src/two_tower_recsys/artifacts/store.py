@@ -2,7 +2,8 @@
 
 ``artifacts/``: ``model.ckpt`` (Lightning checkpoint of the best epoch), ``item_embeddings.pt``
 and ``user_embeddings.pt`` (float32 tensors), ``user2idx.json`` / ``item2idx.json``,
-``titles.parquet``, ``seen_items.npz`` (each user's positives: never recommended again),
+``titles.parquet``, ``seen_items.npz`` (each user's positives), ``rated_items.npz`` (every movie
+each user rated, positive or not: by default never recommended again),
 ``popularity.npy`` (positives per movie: the cold-start fallback) and ``manifest.json``
 (config, dataset checksum, package versions and every file's sha256), written last.
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import platform
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
@@ -43,7 +45,7 @@ from two_tower_recsys.utils.fileio import (
     write_manifest,
 )
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: rated_items.npz
 CHECKPOINT = "model.ckpt"
 ITEM_EMBEDDINGS = "item_embeddings.pt"
 USER_EMBEDDINGS = "user_embeddings.pt"
@@ -51,8 +53,18 @@ USER_MAPPING = "user2idx.json"
 ITEM_MAPPING = "item2idx.json"
 TITLES = "titles.parquet"
 SEEN_ITEMS = "seen_items.npz"
+RATED_ITEMS = "rated_items.npz"
 POPULARITY = "popularity.npy"
-INDEX_FILES = (ITEM_EMBEDDINGS, USER_EMBEDDINGS, USER_MAPPING, ITEM_MAPPING, TITLES, SEEN_ITEMS, POPULARITY)
+INDEX_FILES = (
+    ITEM_EMBEDDINGS,
+    USER_EMBEDDINGS,
+    USER_MAPPING,
+    ITEM_MAPPING,
+    TITLES,
+    SEEN_ITEMS,
+    RATED_ITEMS,
+    POPULARITY,
+)
 _VERSIONED_PACKAGES = (
     "two-tower-recsys",
     "torch",
@@ -75,9 +87,10 @@ class RetrievalIndex:
     user_ids: np.ndarray  # user_idx -> userId
     item_ids: np.ndarray  # item_idx -> movieId
     titles: list[str]  # by item_idx
-    seen: SeenItems
+    seen: SeenItems  # each user's positives (what evaluation hides)
     popularity: np.ndarray  # positives per item_idx
     manifest: dict[str, Any]
+    rated: SeenItems  # every movie each user rated, positive or not (a superset of ``seen``)
 
     @property
     def n_items(self) -> int:
@@ -85,6 +98,10 @@ class RetrievalIndex:
 
     def scorer(self) -> EmbeddingScorer:
         return EmbeddingScorer(self.user_embeddings, self.item_embeddings, self.temperature)
+
+    def excluded(self, exclude: str) -> SeenItems | None:
+        """The movies never recommended under ``exclude`` (rated | positives | none)."""
+        return {"rated": self.rated, "positives": self.seen, "none": None}[exclude]
 
 
 def package_versions() -> dict[str, str]:
@@ -110,8 +127,13 @@ def write_index(
     seen_pairs: pl.DataFrame,
     popularity: np.ndarray,
     provenance: dict[str, Any],
+    rated_pairs: pl.DataFrame | None = None,
 ) -> dict[str, Any]:
-    """Stage every file, then commit them to ``directory`` with the manifest last."""
+    """Stage every file, then commit them to ``directory`` with the manifest last.
+
+    ``seen_pairs`` are the positives (user_idx, item_idx); ``rated_pairs`` every rating, positive
+    or not (None: the positives are all that is known). The rated set stored is their union.
+    """
     with staged_directory(directory) as staging:
         if checkpoint is not None:
             shutil.copyfile(checkpoint, staging / CHECKPOINT)
@@ -120,12 +142,12 @@ def write_index(
         write_id_mapping(staging / USER_MAPPING, user_ids)
         write_id_mapping(staging / ITEM_MAPPING, item_ids)
         titles.select("item_idx", "movieId", "title", "genres").write_parquet(staging / TITLES)
-        seen = SeenItems.from_pairs(
-            seen_pairs.get_column("user_idx").to_numpy(),
-            seen_pairs.get_column("item_idx").to_numpy(),
-            len(user_ids),
-        )
-        np.savez(staging / SEEN_ITEMS, indptr=seen.indptr.numpy(), indices=seen.indices.numpy())
+        _save_pairs(staging / SEEN_ITEMS, seen_pairs, len(user_ids))
+        if rated_pairs is not None:
+            rated_pairs = pl.concat(
+                [seen_pairs.select(rated_pairs.columns), rated_pairs], how="vertical_relaxed"
+            )
+        _save_pairs(staging / RATED_ITEMS, seen_pairs if rated_pairs is None else rated_pairs, len(user_ids))
         np.save(staging / POPULARITY, np.asarray(popularity, dtype=np.int64))
         manifest = write_manifest(
             staging,
@@ -177,6 +199,17 @@ def refuse_if_stale(derived: Path, built_from: str | None, index_dir: Path, reru
         )
 
 
+def _save_pairs(path: Path, pairs: pl.DataFrame, n_users: int) -> None:
+    users = pairs.get_column("user_idx").to_numpy()
+    seen = SeenItems.from_pairs(users, pairs.get_column("item_idx").to_numpy(), n_users)
+    np.savez(path, indptr=seen.indptr.numpy(), indices=seen.indices.numpy())
+
+
+def _load_pairs(path: Path) -> SeenItems:
+    arrays = np.load(path)
+    return SeenItems(torch.from_numpy(arrays["indptr"]), torch.from_numpy(arrays["indices"]))
+
+
 def verified_manifest(directory: Path) -> dict[str, Any]:
     """The manifest of an index directory whose files all match it (else a one-line ArtifactError)."""
     try:
@@ -191,12 +224,15 @@ def verified_manifest(directory: Path) -> dict[str, Any]:
     return manifest
 
 
-def copy_index(source: Path, destination: Path) -> dict[str, Any]:
+def copy_index(
+    source: Path, destination: Path, add_files: Callable[[Path], dict[str, Any]] | None = None
+) -> dict[str, Any]:
     """Copy the index files, not the checkpoint, into the new directory ``destination``.
 
     The copy gets a manifest of its own (the source's provenance, its own file list), so
     :func:`load_index` verifies it like the original; serving packages hold such a copy. Each
-    copied file must match the checksum the source manifest vouches for.
+    copied file must match the checksum the source manifest vouches for. ``add_files`` may write
+    more files into the copy before its manifest (e.g. an ANN graph) and returns manifest entries.
     """
     source, destination = Path(source), Path(destination)
     manifest = verified_manifest(source)
@@ -204,6 +240,8 @@ def copy_index(source: Path, destination: Path) -> dict[str, Any]:
     for name in INDEX_FILES:
         shutil.copyfile(source / name, destination / name)
     provenance = {key: value for key, value in manifest.items() if key != "files"}
+    if add_files is not None:
+        provenance.update(add_files(destination))
     copied = write_manifest(destination, provenance)
     changed = [
         name for name in INDEX_FILES if copied["files"][name]["sha256"] != manifest["files"][name]["sha256"]
@@ -217,7 +255,6 @@ def load_index(directory: Path) -> RetrievalIndex:
     """Load the index after checking every file against the manifest (one-line ArtifactError)."""
     directory = Path(directory)
     manifest = verified_manifest(directory)
-    seen = np.load(directory / SEEN_ITEMS)
     return RetrievalIndex(
         user_embeddings=torch.load(directory / USER_EMBEDDINGS, weights_only=True),
         item_embeddings=torch.load(directory / ITEM_EMBEDDINGS, weights_only=True),
@@ -225,7 +262,8 @@ def load_index(directory: Path) -> RetrievalIndex:
         user_ids=read_id_mapping(directory / USER_MAPPING),
         item_ids=read_id_mapping(directory / ITEM_MAPPING),
         titles=pl.read_parquet(directory / TITLES).sort("item_idx").get_column("title").to_list(),
-        seen=SeenItems(torch.from_numpy(seen["indptr"]), torch.from_numpy(seen["indices"])),
+        seen=_load_pairs(directory / SEEN_ITEMS),
         popularity=np.load(directory / POPULARITY),
         manifest=manifest,
+        rated=_load_pairs(directory / RATED_ITEMS),
     )

@@ -2,7 +2,8 @@
 
 ``<destination>/`` is an ordinary MLflow model directory: ``MLmodel`` (signature, input example,
 ``model_config``), ``artifacts/index/`` (a verified copy of the index: embeddings, lookups, seen
-items, popularity, titles and their manifest; no checkpoint), ``code/two_tower_recsys/`` (this
+items, popularity, titles, with ``infer.index=hnsw`` the HNSW graph built from the item
+embeddings, and their manifest; no checkpoint), ``code/two_tower_recsys/`` (this
 package, put first on ``sys.path`` when the model loads, so it serves from any directory without
 the package being installed) and ``requirements.txt``. ``MLmodel``'s metadata records the
 ``index_id`` it was built from: loading a package that sits in an artifacts directory whose index
@@ -17,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -25,19 +26,39 @@ from typing import Any
 
 import mlflow.pyfunc
 import pandas as pd
+import torch
 from mlflow.models import ModelSignature
-from mlflow.types.schema import AnyType, Array, ColSpec, DataType, Object, Property, Schema
+from mlflow.types.schema import (
+    AnyType,
+    Array,
+    ColSpec,
+    DataType,
+    Object,
+    ParamSchema,
+    ParamSpec,
+    Property,
+    Schema,
+)
 
 import two_tower_recsys
-from two_tower_recsys.artifacts.store import USER_MAPPING, copy_index, index_id, verified_manifest
-from two_tower_recsys.inference.pyfunc_model import INDEX_ARTIFACT, model_config
+from two_tower_recsys.artifacts.store import (
+    ITEM_EMBEDDINGS,
+    USER_MAPPING,
+    copy_index,
+    index_id,
+    verified_manifest,
+)
+from two_tower_recsys.inference.pyfunc_model import INDEX_ARTIFACT, RECOMMENDATION_FORMAT, model_config
+from two_tower_recsys.inference.recommender import hnsw_params
 from two_tower_recsys.inference.validation import USER_ID, K
 from two_tower_recsys.preprocessing.processed import read_id_mapping
+from two_tower_recsys.retrieval.ann import HNSW_FILE, build_hnsw, write_hnsw
 from two_tower_recsys.settings import InferConfig
 from two_tower_recsys.utils.fileio import replace_directory, staged_directory
 
 # What the inference code imports; the training stack (Lightning, Hydra) is not needed to serve.
 SERVING_REQUIREMENTS = ("mlflow", "torch", "numpy", "pandas", "polars")
+ANN_REQUIREMENTS = ("faiss-cpu",)  # only for a package built with infer.index=hnsw
 # Loaded by MLflow as "model from code" (read, not imported here: importing it registers a model).
 MODEL_CODE = Path(__file__).with_name("mlflow_model_code.py")
 _PROGRESS_BAR_VARIABLE = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
@@ -68,11 +89,28 @@ def serving_signature() -> ModelSignature:
             Property("recommendations", Array(Array(AnyType()))),  # [movieId, score, title]
         ]
     )
-    return ModelSignature(inputs=None, outputs=Schema([ColSpec(answer)]))
+    # recommendation_format "structs": each recommendation as {movieId, score, title} (for Spark)
+    params = ParamSchema([ParamSpec(RECOMMENDATION_FORMAT, DataType.string, "triples")])
+    return ModelSignature(inputs=None, outputs=Schema([ColSpec(answer)]), params=params)
 
 
-def pinned_requirements() -> list[str]:
-    return [f"{name}=={metadata.version(name).split('+')[0]}" for name in SERVING_REQUIREMENTS]
+def pinned_requirements(extra: tuple[str, ...] = ()) -> list[str]:
+    names = (*SERVING_REQUIREMENTS, *extra)
+    return [f"{name}=={metadata.version(name).split('+')[0]}" for name in names]
+
+
+def _ann_builder(infer: InferConfig) -> Callable[[Path], dict[str, Any]] | None:
+    """With ``infer.index=hnsw``: write the HNSW graph into the index copy (listed in its manifest)."""
+    if infer.index != "hnsw":
+        return None
+    params = hnsw_params(infer)
+
+    def build(index_dir: Path) -> dict[str, Any]:
+        item_embeddings = torch.load(index_dir / ITEM_EMBEDDINGS, weights_only=True)
+        write_hnsw(build_hnsw(item_embeddings.numpy(), params), index_dir / HNSW_FILE)
+        return {"ann": params.build_settings()}
+
+    return build
 
 
 @dataclass(frozen=True)
@@ -87,7 +125,7 @@ class PyfuncSpec:
 def pyfunc_spec(artifacts_dir: Path, workdir: Path, infer: InferConfig) -> PyfuncSpec:
     """Stage a verified copy of the index and of this package's code in ``workdir`` and describe
     the model for MLflow (the same arguments whether it is saved to a folder or logged to a run)."""
-    manifest = copy_index(artifacts_dir, workdir / INDEX_ARTIFACT)
+    manifest = copy_index(artifacts_dir, workdir / INDEX_ARTIFACT, _ann_builder(infer))
     code = _copy_package_code(workdir / "code")
     example_user_id = _first_user_id(workdir / INDEX_ARTIFACT)
     arguments = {
@@ -96,7 +134,7 @@ def pyfunc_spec(artifacts_dir: Path, workdir: Path, infer: InferConfig) -> Pyfun
         "code_paths": [str(code)],
         "signature": serving_signature(),
         "input_example": pd.DataFrame({USER_ID: [example_user_id], K: [infer.k]}),
-        "pip_requirements": pinned_requirements(),
+        "pip_requirements": pinned_requirements(ANN_REQUIREMENTS if infer.index == "hnsw" else ()),
         "model_config": model_config(infer),
         "metadata": {
             "two_tower_recsys": {

@@ -30,14 +30,29 @@ from two_tower_recsys.artifacts.store import index_id, refuse_if_stale
 from two_tower_recsys.errors import RequestError
 from two_tower_recsys.inference.recommender import Recommender
 from two_tower_recsys.inference.validation import RequestLimits
-from two_tower_recsys.settings import InferConfig
+from two_tower_recsys.settings import InferConfig, removed_filter_seen_message, settings_from_mapping
 
 log = logging.getLogger(__name__)
 
 INDEX_ARTIFACT = "index"
+RECOMMENDATION_FORMAT = "recommendation_format"  # the predict parameter
+# The result type of mlflow.pyfunc.spark_udf(..., params={"recommendation_format": "structs"}).
+SPARK_RESULT_TYPE = (
+    "user_id long, k long, fallback boolean, "
+    "recommendations array<struct<movieId: long, score: double, title: string>>"
+)
 # The serving settings, recorded in the package's MLmodel and overridable at load time with
 # mlflow.pyfunc.load_model(path, model_config={...}).
-MODEL_CONFIG_KEYS = ("filter_seen", "batch_size", "max_request_rows", "max_response_items")
+MODEL_CONFIG_KEYS = (
+    "exclude",
+    "index",
+    "hnsw_m",
+    "hnsw_ef_construction",
+    "hnsw_ef_search",
+    "batch_size",
+    "max_request_rows",
+    "max_response_items",
+)
 
 
 def model_config(infer: InferConfig) -> dict[str, Any]:
@@ -49,13 +64,16 @@ class RecommenderModel(mlflow.pyfunc.PythonModel):
 
     def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
         config = {**model_config(InferConfig()), **(context.model_config or {})}
+        if "filter_seen" in config:
+            raise ValueError(removed_filter_seen_message("model_config key exclude", config["filter_seen"]))
         unknown = sorted(set(config) - set(MODEL_CONFIG_KEYS))
         if unknown:
             raise ValueError(f"unknown model_config key(s): {', '.join(unknown)}")
-        self.filter_seen = bool(config["filter_seen"])
-        self.limits = RequestLimits(int(config["max_request_rows"]), int(config["max_response_items"]))
+        infer = settings_from_mapping(InferConfig, config, "model_config")  # checks types and choices
+        self.exclude = infer.exclude
+        self.limits = RequestLimits(infer.max_request_rows, infer.max_response_items)
+        self.recommender = Recommender.from_settings(Path(context.artifacts[INDEX_ARTIFACT]), infer)
         index_dir = Path(context.artifacts[INDEX_ARTIFACT])
-        self.recommender = Recommender.from_artifacts(index_dir, batch_size=int(config["batch_size"]))
         package = index_dir.parents[1]  # <package>/artifacts/index
         built_from = index_id(self.recommender.index.manifest)
         refuse_if_stale(package, built_from, package.parent, "two-tower package-mlflow")
@@ -64,15 +82,20 @@ class RecommenderModel(mlflow.pyfunc.PythonModel):
     # server would demand {"inputs": ...} requests instead of dataframe_split / dataframe_records.
     # (A mapping of column -> values, as {"inputs": {...}} requests arrive, is accepted too.)
     def predict(
-        self, context: mlflow.pyfunc.PythonModelContext, model_input: pd.DataFrame
+        self,
+        context: mlflow.pyfunc.PythonModelContext,
+        model_input: pd.DataFrame,
+        params: dict[str, Any] | None = None,
     ) -> list[dict[str, Any]]:
+        # params: {"recommendation_format": "structs"} for Spark (see SPARK_RESULT_TYPE)
+        recommendation_format = (params or {}).get(RECOMMENDATION_FORMAT, "triples")
         try:
             rows = self.limits.parse(model_input, self.recommender.n_items)
-            answers = self.recommender.recommend(rows.user_ids, rows.ks, filter_seen=self.filter_seen)
+            answers = self.recommender.recommend(rows.user_ids, rows.ks, exclude=self.exclude)
+            return [answer.as_dict(recommendation_format) for answer in answers]
         except RequestError as exc:
             # The server prefixes `message` with a dump of the request; `detail` stays our one line.
             raise MlflowException.invalid_parameter_value(str(exc), detail=str(exc)) from None
         except Exception:
             log.exception("recommendation failed")
             raise MlflowException("internal error while recommending", error_code=INTERNAL_ERROR) from None
-        return [answer.as_dict() for answer in answers]

@@ -15,11 +15,9 @@ from two_tower_recsys.settings import AppConfig
 
 
 def run(settings: AppConfig) -> None:
-    recommender = Recommender.from_artifacts(
-        settings.paths.artifacts_dir, batch_size=settings.infer.batch_size
-    )
+    recommender = Recommender.from_settings(settings.paths.artifacts_dir, settings.infer)
     [answer] = recommender.recommend(
-        [settings.infer.user_id], settings.infer.k, filter_seen=settings.infer.filter_seen
+        [settings.infer.user_id], settings.infer.k, exclude=settings.infer.exclude
     )
     print(json.dumps(answer.as_dict(), ensure_ascii=False))
 

@@ -189,6 +189,7 @@ def publish_index(
         titles=dataset.titles,
         seen_pairs=all_positives,
         popularity=popularity_counts(all_positives, dataset.n_items),
+        rated_pairs=dataset.rated,
         provenance={
             "config": _plain(dataclasses.asdict(settings)),
             "dataset": dataset.stats,

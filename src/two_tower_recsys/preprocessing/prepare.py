@@ -18,6 +18,7 @@ from two_tower_recsys.preprocessing.processed import (
     save_processed,
     titles_for,
 )
+from two_tower_recsys.preprocessing.rated import rated_pairs
 from two_tower_recsys.preprocessing.split import FilterParams, build_splits
 from two_tower_recsys.settings import DataConfig, PathsConfig
 
@@ -53,12 +54,14 @@ def prepare_dataset(data: DataConfig, paths: PathsConfig, *, progress: bool = Tr
     tables = read_movielens_zip(raw.path)
     splits = build_splits(tables.ratings, params)
     titles = titles_for(splits.item_ids, tables.movies)
+    rated = rated_pairs(tables.ratings, splits.user_ids, splits.item_ids)
     stats = {
         **dataset_stats(splits, data.name, raw.md5),
         "raw_ratings": tables.ratings.height,
+        "rated_pairs": rated.height,
         **asdict(params),
     }
-    save_processed(paths.processed_dir, splits, titles, stats, fingerprint)
+    save_processed(paths.processed_dir, splits, titles, stats, fingerprint, rated)
     log.info(
         "processed %s in %.1f s: %d users, %d movies, %d/%d/%d train/val/test rows -> %s",
         data.name,
@@ -78,4 +81,5 @@ def prepare_dataset(data: DataConfig, paths: PathsConfig, *, progress: bool = Tr
         item_ids=splits.item_ids,
         titles=titles,
         stats=stats,
+        rated=rated,
     )

@@ -1,10 +1,12 @@
 """The processed dataset on disk (``data/processed/``) and in memory.
 
-Files: ``train/val/test.parquet`` (user_idx, item_idx, timestamp, rating), ``user2idx.json`` and
-``item2idx.json`` (original id -> index), ``titles.parquet`` (item_idx, movieId, title, genres),
-``stats.json`` and ``manifest.json``. The manifest records the fingerprint (input checksum and
-filter parameters) the files were built from and every file's sha256; it is written last, and
-loading verifies it, so a half-written or stale directory is never trusted.
+Files: ``train/val/test.parquet`` (user_idx, item_idx, timestamp, rating), ``rated.parquet``
+(user_idx, item_idx of every rating, positive or not, of an indexed user on an indexed movie: what
+serving excludes), ``user2idx.json`` and ``item2idx.json`` (original id -> index),
+``titles.parquet`` (item_idx, movieId, title, genres), ``stats.json`` and ``manifest.json``. The
+manifest records the fingerprint (input checksum and filter parameters) the files were built from
+and every file's sha256; it is written last, and loading verifies it, so a half-written or stale
+directory is never trusted.
 """
 
 from __future__ import annotations
@@ -27,9 +29,10 @@ from two_tower_recsys.utils.fileio import (
     write_manifest,
 )
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: rated.parquet
 STATS_FILE = "stats.json"
 TITLES_FILE = "titles.parquet"
+RATED_FILE = "rated.parquet"
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,8 @@ class ProcessedDataset:
     item_ids: np.ndarray  # item_idx -> movieId
     titles: pl.DataFrame  # item_idx, movieId, title, genres (one row per item, in item_idx order)
     stats: dict[str, Any]
+    # user_idx, item_idx of every rating (positive or not); None: only the positives are known.
+    rated: pl.DataFrame | None = None
 
     @property
     def n_users(self) -> int:
@@ -79,12 +84,14 @@ def save_processed(
     titles: pl.DataFrame,
     stats: dict[str, Any],
     fingerprint: dict[str, Any],
+    rated: pl.DataFrame,
 ) -> None:
     """Write the dataset into a staging directory, then commit it with its manifest last."""
     with staged_directory(directory) as staging:
         for name, frame in splits.frames().items():
             frame.write_parquet(staging / f"{name}.parquet", statistics=False)
         titles.write_parquet(staging / TITLES_FILE)
+        rated.write_parquet(staging / RATED_FILE, statistics=False)
         write_id_mapping(staging / "user2idx.json", splits.user_ids)
         write_id_mapping(staging / "item2idx.json", splits.item_ids)
         (staging / STATS_FILE).write_text(json.dumps(stats, indent=2) + "\n")
@@ -131,4 +138,5 @@ def load_processed(directory: Path) -> ProcessedDataset:
         item_ids=read_id_mapping(directory / "item2idx.json"),
         titles=pl.read_parquet(directory / TITLES_FILE),
         stats=read_json(directory / STATS_FILE),
+        rated=pl.read_parquet(directory / RATED_FILE),
     )

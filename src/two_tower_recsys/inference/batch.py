@@ -1,0 +1,72 @@
+"""Recommendations for every user of the index, written to one parquet file.
+
+Rows ``(user_id, rank, movieId, score)``: ``rank`` 1 is the best, ``score`` the float32 the
+recommender ranks by (the same number it returns one user at a time). The users are scored in
+batches by :meth:`Recommender.top_items`, the array form of the one recommendation core, so the
+file holds exactly what ``two-tower infer`` or the served model answer for each user, under the
+same ``exclude`` and ``index`` settings; a user with fewer than ``k`` movies left has fewer rows.
+
+The file is written through a temporary file renamed into place: a reader sees the previous
+complete file or the new one, never a partial one. Memory stays at one batch of scores.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from tqdm.auto import tqdm
+
+from two_tower_recsys.errors import ConfigError
+from two_tower_recsys.inference.recommender import Exclude, Recommender
+from two_tower_recsys.utils.fileio import atomic_path
+
+SCHEMA = pa.schema(
+    [("user_id", pa.int64()), ("rank", pa.int32()), ("movieId", pa.int64()), ("score", pa.float32())]
+)
+
+
+@dataclass(frozen=True)
+class BatchSummary:
+    path: Path
+    users: int
+    rows: int
+
+
+def recommendation_table(recommender: Recommender, users: np.ndarray, k: int, exclude: Exclude) -> pa.Table:
+    """The rows of the user indices ``users``, best first per user; excluded movies never appear."""
+    ks = np.full(len(users), min(k, recommender.n_items), dtype=np.int64)
+    values, items = recommender.top_items(users, ks, exclude)
+    values, items = values.numpy(), items.numpy()
+    kept = values != -np.inf  # excluded movies (and a short user's padding) score -inf, sorted last
+    width = values.shape[1]
+    return pa.table(
+        {
+            "user_id": np.repeat(recommender.index.user_ids[users], width)[kept.ravel()],
+            "rank": np.tile(np.arange(1, width + 1, dtype=np.int32), len(users))[kept.ravel()],
+            "movieId": recommender.index.item_ids[items[kept]],
+            "score": values[kept].astype(np.float32, copy=False),
+        },
+        schema=SCHEMA,
+    )
+
+
+def write_all_recommendations(
+    recommender: Recommender, path: Path, k: int, *, exclude: Exclude = "rated", progress: bool = True
+) -> BatchSummary:
+    """Write the top-``k`` of every user in the index to ``path`` (parquet), atomically."""
+    if k <= 0:
+        raise ConfigError(f"k must be positive, got {k}")
+    n_users = len(recommender.index.user_ids)
+    rows = 0
+    with atomic_path(Path(path)) as tmp, pq.ParquetWriter(tmp, SCHEMA) as writer:
+        starts = range(0, n_users, recommender.batch_size)
+        for start in tqdm(starts, desc="recommend-all", unit="batch", disable=not progress):
+            users = np.arange(start, min(start + recommender.batch_size, n_users), dtype=np.int64)
+            table = recommendation_table(recommender, users, k, exclude)
+            writer.write_table(table)
+            rows += table.num_rows
+    return BatchSummary(Path(path), n_users, rows)

@@ -1,0 +1,60 @@
+"""recommend-all's file holds, for every user, exactly what the core answers one user at a time."""
+
+import numpy as np
+import polars as pl
+import pytest
+
+from two_tower_recsys.errors import ConfigError
+from two_tower_recsys.inference.batch import write_all_recommendations
+from two_tower_recsys.inference.recommender import Recommender
+
+
+def as_rows(answers):
+    return [
+        (answer.user_id, rank, movie_id, score)
+        for answer in answers
+        for rank, (movie_id, score, _) in enumerate(answer.recommendations, start=1)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("index", "exclude", "k"), [("exact", "rated", 50), ("hnsw", "positives", 7), ("exact", "none", 300)]
+)
+def test_every_user_gets_the_cores_answer(random_index_dir, tmp_path, index, exclude, k):
+    recommender = Recommender.from_artifacts(random_index_dir, batch_size=32, index=index)  # 7 batches
+    summary = write_all_recommendations(
+        recommender, tmp_path / "all.parquet", k, exclude=exclude, progress=False
+    )
+    table = pl.read_parquet(tmp_path / "all.parquet")
+    assert table.columns == ["user_id", "rank", "movieId", "score"]
+    assert summary.users == 200 and summary.rows == table.height
+    expected = as_rows(recommender.recommend(list(range(1, 201)), k, exclude=exclude))
+    got = table.rows()
+    assert [row[:3] for row in got] == [row[:3] for row in expected]
+    # float32 in the file; the core's floats are the same float32 values (batch shapes may move the last bit)
+    assert np.allclose([row[3] for row in got], [row[3] for row in expected], rtol=1e-5, atol=0)
+
+
+def test_a_user_who_rated_almost_everything_gets_fewer_rows(known_index_dir, tmp_path):
+    recommender = Recommender.from_artifacts(known_index_dir)
+    write_all_recommendations(recommender, tmp_path / "all.parquet", 3, progress=False)
+    rows = pl.read_parquet(tmp_path / "all.parquet").filter(pl.col("user_id") == 11).rows()
+    assert rows == [(11, 1, 60, 4.0)]  # userId 11 rated 5 of the 6 movies
+
+
+def test_a_failed_run_leaves_the_previous_file(known_index_dir, tmp_path, monkeypatch):
+    recommender = Recommender.from_artifacts(known_index_dir)
+    path = tmp_path / "all.parquet"
+    write_all_recommendations(recommender, path, 2, progress=False)
+    before = path.read_bytes()
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(recommender, "top_items", broken)
+    with pytest.raises(RuntimeError, match="disk full"):
+        write_all_recommendations(recommender, path, 5, progress=False)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["all.parquet"]  # no temporary file left
+    with pytest.raises(ConfigError, match="k must be positive"):
+        write_all_recommendations(recommender, path, 0, progress=False)
