@@ -153,6 +153,19 @@ class RequestRows:
     ks: np.ndarray  # int64, positive, as asked (before the clamp to the catalogue)
 
 
+def _integer_rows(frame: pd.DataFrame, names: list[str]) -> RequestRows:
+    """The two columns as int64 arrays (a RequestError naming the row where a value is not one)."""
+    positions = [names.index(name) for name in COLUMNS]
+    if len(names) == len(COLUMNS):
+        # The usual request: two int64 columns, one block in pandas. Taking it whole costs a few
+        # us; selecting columns costs ~40 us each (pandas builds its column lookup per new frame).
+        values = frame.to_numpy()
+        if values.dtype == np.int64:
+            return RequestRows(*(np.ascontiguousarray(values[:, position]) for position in positions))
+    user_ids, ks = (frame.iloc[:, position] for position in positions)
+    return RequestRows(integer_column(user_ids, USER_ID), integer_column(ks, K))
+
+
 @dataclass(frozen=True)
 class RequestLimits:
     """How big one serving request may be (``infer.max_request_rows`` / ``max_response_items``)."""
@@ -165,21 +178,18 @@ class RequestLimits:
         including a table with more rows or more recommendations in all than allowed, is a
         RequestError."""
         frame = as_table(frame)
-        duplicated = (
-            []
-            if frame.columns.is_unique
-            else sorted({str(c) for c in frame.columns[frame.columns.duplicated()]})
-        )
+        names = [str(name) for name in frame.columns]  # pandas' Index.is_unique costs ~50 us a call
+        duplicated = sorted({name for name in names if names.count(name) > 1})
         if duplicated:
             raise RequestError(f"column(s) {', '.join(duplicated)} appear more than once")
-        missing = [name for name in COLUMNS if name not in frame.columns]
+        missing = [name for name in COLUMNS if name not in names]
         if missing:
             raise RequestError(f"missing column(s) {', '.join(missing)}; send columns user_id and k")
         if len(frame) == 0:
             raise RequestError("the request has no rows; send at least one [user_id, k] row")
         if len(frame) > self.max_rows:
             raise RequestError(f"the request has {len(frame)} rows; at most {self.max_rows} are allowed")
-        rows = RequestRows(integer_column(frame[USER_ID], USER_ID), integer_column(frame[K], K))
+        rows = _integer_rows(frame, names)
         _check_positive(rows.ks)
         items = int(np.minimum(rows.ks, n_items).sum())
         if items > self.max_response_items:
