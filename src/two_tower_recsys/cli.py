@@ -27,6 +27,7 @@ COMMANDS = {
         "package_mlflow_pipeline",
         "write the MLflow pyfunc model to artifacts/mlflow_model",
     ),
+    "serve": ("serve_pipeline", "serve the packaged model over HTTP (MLflow's scoring server)"),
 }
 
 

@@ -219,6 +219,28 @@ class InferConfig:
 
 
 @dataclass(frozen=True)
+class ServeConfig:
+    """``two-tower serve``: the packaged model behind MLflow's scoring server (uvicorn)."""
+
+    host: str = "127.0.0.1"  # loopback only; 0.0.0.0 to listen on every interface
+    port: int = 5000
+    # uvicorn processes, each with its own copy of the model (~0.8 GB at ML-20M scale). One
+    # answers a single keep-alive client fastest; more raise throughput where cores are free.
+    workers: int = 1
+    model: str = "artifacts/mlflow_model"  # a package directory or a models:/ URI
+    # Intra-op threads per worker: one request scores one user (a ~1.7 MFLOP product), too small
+    # to split, while concurrent requests run on their own threads; more would only contend.
+    torch_threads: int = 1
+
+    def __post_init__(self) -> None:
+        _require_positive("serve", workers=self.workers, torch_threads=self.torch_threads)
+        if not 0 < self.port < 65536:
+            raise ConfigError(f"serve.port must be between 1 and 65535, got {self.port}")
+        if not self.host or not self.model:
+            raise ConfigError("serve.host and serve.model must not be empty")
+
+
+@dataclass(frozen=True)
 class AppConfig:
     data: DataConfig
     paths: PathsConfig
@@ -227,6 +249,7 @@ class AppConfig:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     infer: InferConfig = field(default_factory=InferConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    serve: ServeConfig = field(default_factory=ServeConfig)
     seed: int = 42
 
 

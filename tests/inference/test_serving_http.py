@@ -14,6 +14,7 @@ from two_tower_recsys.inference.recommender import Recommender
 
 pytestmark = pytest.mark.slow
 
+JSON_HEADERS = {"Content-Type": "application/json"}
 LEAKS = ("Traceback", "stack_trace", 'File "', "/work/", "site-packages", "/tmp/", "/home/")
 
 
@@ -140,3 +141,21 @@ def test_wrong_content_type_is_415_and_the_server_keeps_answering(server, core):
     response = invoke(server, split([[5, 3]]))
     assert response.status_code == 200
     assert_same_answer(response.json()["predictions"][0], core.recommend([5], 3)[0].as_dict())
+
+
+def test_served_answers_equal_the_cores_for_every_user(server, core):
+    """The request path (validation, DataFrame handling, scoring, top-k, seen filtering, JSON)
+    changes no answer: every user of the index, some unknown ones, many k, exactly as the core."""
+    users = [*range(1, 201), *range(10_000, 10_020)]
+    ks = [1 + (user * 7) % 60 for user in users]
+    response = invoke(server, split([[user, k] for user, k in zip(users, ks, strict=True)]))
+    assert response.status_code == 200
+    expected = [answer.as_dict() for answer in core.recommend(users, ks)]
+    assert response.json()["predictions"] == json.loads(json.dumps(expected))  # bit for bit
+    with requests.Session() as session:  # one user per request, as single clients send them
+        for user, k in list(zip(users, ks, strict=True))[::9]:
+            body = split([[user, k]])
+            answer = session.post(f"{server}/invocations", data=body, headers=JSON_HEADERS, timeout=30)
+            assert answer.json()["predictions"] == [
+                json.loads(json.dumps(core.recommend([user], k)[0].as_dict()))
+            ]

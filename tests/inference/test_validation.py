@@ -111,3 +111,35 @@ def test_mapping_requests_keep_each_value_as_sent():
     assert parse({"user_id": np.array(3), "k": 2}).user_ids.tolist() == [3]  # {"inputs": {...}} scalars
     with pytest.raises(RequestError, match="column user_id must be a list of values"):
         parse({"user_id": np.array([[1, 2]]), "k": 2})
+
+
+@pytest.mark.parametrize(
+    ("request_", "message"),
+    [
+        # what {"inputs": {...}} requests with a JSON object for a column arrive as
+        (
+            {"user_id": np.array({}, dtype=object), "k": np.array([1])},
+            "column user_id must be a list of values, got {}",
+        ),
+        (
+            {"user_id": np.array(1e308), "k": np.array({}, dtype=object)},
+            "column k must be a list of values, got {}",
+        ),
+        (
+            {"user_id": np.array(-1), "k": np.array({"k": -1}, dtype=object)},
+            'column k must be a list of values, got {"k": -1}',
+        ),
+        ({"user_id": [1], "k": {"a": 1}}, "column k must be a list of values"),
+        ({"user_id": np.array(1e308), "k": np.array(3)}, "row 0: user_id must be an integer, got 1e+308"),
+    ],
+)
+def test_an_object_for_a_column_is_refused_not_read_as_its_keys(request_, message):
+    with pytest.raises(RequestError, match=re.escape(message)):
+        parse(request_)
+
+
+def test_checked_int64_arrays_pass_through_the_python_api_unchanged():
+    ids, ks = np.array([3, 1], dtype=np.int64), np.array([2, 5], dtype=np.int64)
+    assert user_id_array(ids) is ids and k_array(ks, 2) is ks
+    with pytest.raises(RequestError, match="row 1: k must be a positive integer, got 0"):
+        k_array(np.array([2, 0], dtype=np.int64), 2)

@@ -72,8 +72,8 @@ class RecommenderModel(mlflow.pyfunc.PythonModel):
         infer = settings_from_mapping(InferConfig, config, "model_config")  # checks types and choices
         self.exclude = infer.exclude
         self.limits = RequestLimits(infer.max_request_rows, infer.max_response_items)
-        self.recommender = Recommender.from_settings(Path(context.artifacts[INDEX_ARTIFACT]), infer)
         index_dir = Path(context.artifacts[INDEX_ARTIFACT])
+        self.recommender = Recommender.from_settings(index_dir, infer)
         package = index_dir.parents[1]  # <package>/artifacts/index
         built_from = index_id(self.recommender.index.manifest)
         refuse_if_stale(package, built_from, package.parent, "two-tower package-mlflow")

@@ -53,14 +53,20 @@ class SeenItems:
         return self.indices[self.indptr[user] : self.indptr[user + 1]]
 
     def batch_positions(self, users: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(row in batch, item) of every seen item of ``users``, gathered without a Python loop."""
-        starts = self.indptr[users]
-        lengths = self.indptr[users + 1] - starts
-        rows = torch.repeat_interleave(torch.arange(len(users)), lengths)
-        first_of_row = torch.cumsum(lengths, 0) - lengths
-        offsets = torch.arange(int(lengths.sum())) - torch.repeat_interleave(first_of_row, lengths)
-        items = self.indices[torch.repeat_interleave(starts, lengths) + offsets].long()
-        return rows, items
+        """(row in batch, item) of every seen item of ``users``, gathered without a Python loop.
+
+        The index arithmetic runs in NumPy, on views of the same memory: for the one-user batches
+        of serving, each of these small operations costs ~1 us there against ~10 us in torch.
+        """
+        indptr, indices = self.indptr.numpy(), self.indices.numpy()
+        users_np = users.numpy()
+        starts = indptr[users_np]
+        lengths = indptr[users_np + 1] - starts
+        rows = np.repeat(np.arange(len(users_np)), lengths)
+        first_of_row = np.cumsum(lengths) - lengths
+        offsets = np.arange(int(lengths.sum())) - np.repeat(first_of_row, lengths)
+        items = indices[np.repeat(starts, lengths) + offsets].astype(np.int64, copy=False)
+        return torch.from_numpy(rows), torch.from_numpy(items)
 
 
 def mask_seen(scores: torch.Tensor, users: torch.Tensor, seen: SeenItems) -> torch.Tensor:

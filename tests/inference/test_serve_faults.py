@@ -1,0 +1,175 @@
+"""`two-tower serve` under faults and load: the real server, on a free loopback port.
+
+- fuzz: a seeded corpus of a few hundred malformed JSON, CSV and binary bodies, with and without
+  Content-Type, gets only 4xx answers (or a 200 where a body happens to be a valid request), never
+  a traceback or a server path, and a good request is still answered correctly afterwards;
+- soak: 16 clients for ``TWO_TOWER_SOAK_S`` seconds (default 25), mixing good one-row requests,
+  good 10,000-row requests and malformed ones: no 5xx, no failed connection, the server's memory
+  flat after warm-up (RSS slope of its process group, reported), correct answers afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import psutil
+import pytest
+import requests
+from serve_corpus import JSON_TYPE, corpus
+from support import VENV_BIN, free_port, running_server
+
+from two_tower_recsys.inference.recommender import Recommender
+
+pytestmark = pytest.mark.slow
+
+LEAKS = ("Traceback", "stack_trace", 'File "', "site-packages", "/work/", "/tmp/", "/home/", "/usr/")
+SOAK_SECONDS = float(os.environ.get("TWO_TOWER_SOAK_S", "25"))
+SOAK_CLIENTS = 16
+# Generous: the 10,000-row answers (~10 MB of JSON each) make RSS swing by tens of MB, while a
+# leak of even 1 KB per request (~100k requests/hour) would show as a steady climb.
+MAX_RSS_SLOPE_MB_PER_MIN = 40.0
+
+
+@pytest.fixture(scope="module")
+def server(packaged_model, tmp_path_factory):
+    """`two-tower serve` of the packaged random index, from an unrelated directory."""
+    elsewhere = tmp_path_factory.mktemp("serve-faults")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    command = [str(VENV_BIN / "two-tower"), "serve", f"serve.model={packaged_model}", f"serve.port={port}"]
+    with running_server(command, elsewhere, f"{url}/ping") as process:
+        yield url, process
+    log = (elsewhere / "server.log").read_text(errors="replace")
+    print(f"server log: {len(log.splitlines())} lines")
+
+
+@pytest.fixture(scope="module")
+def core(random_index_dir) -> Recommender:
+    return Recommender.from_artifacts(random_index_dir)
+
+
+def post(session: requests.Session, url: str, body: bytes, content_type: str | None) -> requests.Response:
+    # requests adds no Content-Type for a bytes body: None really sends none.
+    headers = {} if content_type is None else {"Content-Type": content_type}
+    return session.post(f"{url}/invocations", data=body, headers=headers, timeout=60)
+
+
+def split_body(rows: list[list[int]]) -> bytes:
+    return json.dumps({"dataframe_split": {"columns": ["user_id", "k"], "data": rows}}).encode()
+
+
+def assert_answers(response: requests.Response, rows: list[list[int]], core: Recommender) -> None:
+    assert response.status_code == 200, response.text[:300]
+    got = response.json()["predictions"]
+    expected = core.recommend([u for u, _ in rows], [k for _, k in rows])
+    assert [a["user_id"] for a in got] == [u for u, _ in rows]
+    for answer, want in zip(got, expected, strict=True):
+        assert [r[0] for r in answer["recommendations"]] == [m for m, _, _ in want.recommendations]
+        assert [r[1] for r in answer["recommendations"]] == pytest.approx(
+            [s for _, s, _ in want.recommendations], rel=1e-5
+        )
+
+
+def test_malformed_bodies_get_clean_4xx_and_the_server_keeps_answering(server, core):
+    url, process = server
+    statuses: dict[int, int] = {}
+    with requests.Session() as session:
+        for number, (body, content_type) in enumerate(corpus()):
+            response = post(session, url, body, content_type)
+            statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+            answer = f"{response.status_code} {response.text[:300]}"
+            case = f"case {number}: {content_type!r} {body[:120]!r} -> {answer}"
+            if response.status_code == 200:  # a random body that is a valid request after all
+                assert "predictions" in response.json(), case
+            else:
+                assert 400 <= response.status_code < 500, case
+            assert not [leak for leak in LEAKS if leak in response.text], case
+        print(f"fuzz statuses: {dict(sorted(statuses.items()))}")
+        assert sum(count for status, count in statuses.items() if 400 <= status < 500) >= 350
+        rows = [[5, 3], [999_999, 2], [17, 10]]
+        assert_answers(post(session, url, split_body(rows), JSON_TYPE), rows, core)
+    assert process.poll() is None
+
+
+def process_group_rss(root: psutil.Process) -> int:
+    total = 0
+    for process in [root, *root.children(recursive=True)]:
+        with contextlib.suppress(psutil.Error):  # a worker that just exited
+            total += process.memory_info().rss
+    return total
+
+
+def test_soak_mixed_traffic_no_5xx_flat_memory(server, core):
+    url, process = server
+    bad = corpus(n=200, seed=7)
+    big_rows = [[user, 10] for user in np.random.default_rng(0).integers(1, 260, 10_000).tolist()]
+    big_body = split_body(big_rows)
+    deadline = time.monotonic() + SOAK_SECONDS
+    lock = threading.Lock()
+    counts = {"requests": 0, "5xx": 0, "failed": 0, "big": 0, "bad_answers": 0}
+    samples: list[tuple[float, int]] = []
+    root = psutil.Process(process.pid)
+
+    def client(seed: int) -> None:
+        rng = random.Random(seed)
+        with requests.Session() as session:
+            while time.monotonic() < deadline:
+                draw = rng.random()
+                try:
+                    if draw < 0.01:
+                        response = post(session, url, big_body, JSON_TYPE)
+                        ok = response.status_code == 200 and len(response.json()["predictions"]) == 10_000
+                        key = "big"
+                    elif draw < 0.7:
+                        user, k = rng.randint(1, 260), rng.randint(1, 20)  # ids above 200: fallback
+                        response = post(session, url, split_body([[user, k]]), JSON_TYPE)
+                        answer = response.json()["predictions"][0] if response.status_code == 200 else {}
+                        ok = answer.get("user_id") == user and answer.get("fallback") == (user > 200)
+                        key = None
+                    else:
+                        response = post(session, url, *rng.choice(bad))
+                        ok, key = response.status_code < 500, None
+                except requests.RequestException:
+                    with lock:
+                        counts["failed"] += 1
+                    continue
+                with lock:
+                    counts["requests"] += 1
+                    counts["5xx"] += response.status_code >= 500
+                    counts["bad_answers"] += not ok
+                    if key:
+                        counts[key] += 1
+
+    def sample_memory() -> None:
+        started = time.monotonic()
+        while time.monotonic() < deadline:
+            samples.append((time.monotonic() - started, process_group_rss(root)))
+            time.sleep(0.25)
+
+    with ThreadPoolExecutor(SOAK_CLIENTS + 1) as pool:
+        futures = [pool.submit(sample_memory)] + [pool.submit(client, seed) for seed in range(SOAK_CLIENTS)]
+        for future in futures:
+            future.result()
+
+    times = np.array([t for t, _ in samples])
+    rss_mb = np.array([rss for _, rss in samples]) / 2**20
+    after_warm_up = times >= times[-1] / 3
+    slope = float(np.polyfit(times[after_warm_up] / 60, rss_mb[after_warm_up], 1)[0])
+    print(
+        f"soak {SOAK_SECONDS:.0f} s x {SOAK_CLIENTS} clients: {counts}; server RSS {rss_mb.min():.0f}-"
+        f"{rss_mb.max():.0f} MB, slope after warm-up {slope:+.1f} MB/min"
+    )
+    assert counts["5xx"] == 0 and counts["failed"] == 0 and counts["bad_answers"] == 0, counts
+    assert counts["big"] >= 1 and counts["requests"] > 100, counts
+    assert slope < MAX_RSS_SLOPE_MB_PER_MIN
+    assert process.poll() is None
+    rows = [[u, 1 + u % 9] for u in range(1, 201, 7)] + [[4242, 3]]
+    with requests.Session() as session:
+        assert_answers(post(session, url, split_body(rows), JSON_TYPE), rows, core)
