@@ -84,3 +84,13 @@ def test_weight_decay_is_refused_with_lazy_adam():
     assert (
         compose_settings(["trainer.weight_decay=0.1", "trainer.optimizer=adamw"]).trainer.weight_decay == 0.1
     )
+
+
+def test_registered_model_name_defaults_to_two_tower_and_null_disables_registration():
+    assert compose_settings().logging.mlflow.registered_model_name == "two-tower"
+    assert (
+        compose_settings(["logging.mlflow.registered_model_name=null"]).logging.mlflow.registered_model_name
+        is None
+    )
+    with pytest.raises(ConfigError, match="registered_model_name must be a model name"):
+        compose_settings(["logging.mlflow.registered_model_name=' '"])

@@ -169,6 +169,12 @@ class MlflowConfig:
     # None logs it without registering.
     registered_model_name: str | None = "two-tower"
 
+    def __post_init__(self) -> None:
+        if self.registered_model_name is not None and not self.registered_model_name.strip():
+            raise ConfigError(
+                "logging.mlflow.registered_model_name must be a model name, or null to not register"
+            )
+
 
 @dataclass(frozen=True)
 class LoggingConfig:

@@ -21,6 +21,7 @@ from two_tower_recsys.training.checkpoint import load_two_tower_checkpoint
 from two_tower_recsys.training.checkpoints import AtomicCheckpointIO
 from two_tower_recsys.training.module import TwoTowerModule
 from two_tower_recsys.training.pairs import epoch_pairs_loader
+from two_tower_recsys.training.progress import progress_callbacks
 from two_tower_recsys.training.validation import EpochRecord, RetrievalValidation, logged_name
 from two_tower_recsys.utils.allocator import keep_freed_memory_for_reuse
 
@@ -124,6 +125,7 @@ def fit_two_tower(
             patience=trainer_cfg.early_stopping_patience,
             check_on_train_epoch_end=True,
         ),
+        *progress_callbacks(trainer_cfg.progress_bar, monitor, f"recall@{trainer_cfg.monitor_k}"),
         checkpoint,
         *callbacks,
     ]

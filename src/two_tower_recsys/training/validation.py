@@ -81,8 +81,9 @@ class RetrievalValidation(L.Callback):
             trainer.current_epoch, float(loss) if loss is not None else float("nan"), metrics
         )
         self.history.append(record)
-        if trainer.is_global_zero:
-            # One line per epoch, so runs without progress bars (logs, CI) still show progress.
+        if trainer.is_global_zero and not self.progress:
+            # One line per epoch, so runs without progress bars (logs, CI) still show progress;
+            # with them, the progress bar prints a shorter one (training/progress.py).
             log.info(
                 "epoch %d: train_loss %.4f, validation %s",
                 record.epoch,
