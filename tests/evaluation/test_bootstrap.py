@@ -46,8 +46,24 @@ def reference_bounds(samples: list[list[float]], confidence: float) -> np.ndarra
     return np.quantile(np.array(samples), [tail, 1 - tail], axis=0).T
 
 
+HAND_MADE = np.array([0, 0, 1, 3, 5, 9, 10, 12, 30, 49, 50, 51, 77, 99, 100, 150, 400, 2, 8, 60])
+
+
+def test_users_share_a_group_exactly_when_they_share_every_metric_value():
+    labels = value_labels(HAND_MADE, NAMES)
+    values = per_user_values(HAND_MADE, NAMES)
+    same_label = labels[:, None] == labels[None, :]
+    same_values = (values[:, None, :] == values[None, :, :]).all(axis=2)
+    assert (same_label == same_values).all()
+    # Ranks 50, 51, 60, 77, 99 count for recall@100 alone: one group; 100, 150, 400 for nothing: one.
+    assert len(np.unique(labels)) == len(np.unique(HAND_MADE)) - 4 - 2
+    groups = group_users(values, [labels])
+    assert groups.sizes.sum() == len(HAND_MADE)
+    assert (groups.values == values[groups.representatives]).all()
+
+
 def test_intervals_agree_with_a_slow_loop_over_the_same_resampled_users():
-    ranks = np.array([0, 0, 1, 3, 5, 9, 10, 12, 30, 49, 50, 51, 77, 99, 100, 150, 400, 2, 8, 60])
+    ranks = HAND_MADE
     samples = [
         [metric_by_name(ranks[users], name) for name in NAMES]
         for users in reference_resamples({"model": ranks}, SETTINGS)

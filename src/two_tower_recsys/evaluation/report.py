@@ -94,11 +94,10 @@ def format_table(report: dict[str, Any]) -> str:
     """A plain-text comparison, one block per split: metrics down, models (and pairs) across.
 
     Each value carries its bootstrap interval when the report has one, e.g.
-    ``0.2720 [0.237, 0.307]``; a paired column shows the difference and its interval.
+    ``0.2720 [0.237, 0.307]``; a paired column shows the signed difference and its interval.
+    Two models and their pair fit in 80 columns.
     """
-    titles = {split: _split_title(report, split) for split in SPLITS if report.get(split)}
-    label_width = max((len(title) for title in titles.values()), default=0)
-    blocks = [_split_block(report, split, title, label_width) for split, title in titles.items()]
+    blocks = [_split_block(report, split) for split in SPLITS if report.get(split)]
     if not blocks:
         return "(no metrics)"
     settings = report.get("bootstrap")
@@ -110,44 +109,25 @@ def format_table(report: dict[str, Any]) -> str:
     return "\n\n".join(blocks)
 
 
-def _split_title(report: dict[str, Any], split: str) -> str:
-    users = report.get("dataset", {}).get(f"{split}_rows")
-    return f"{split} ({users} users)" if users is not None else split
-
-
-def _split_block(report: dict[str, Any], split: str, title: str, label_width: int) -> str:
+def _split_block(report: dict[str, Any], split: str) -> str:
     models = report[split]
     intervals = report.get("intervals", {}).get(split, {})
     pairs = report.get("paired", {}).get(split, {})
     names = list(dict.fromkeys(name for metrics in models.values() for name in metrics))
-    interval_key = next(
-        (
-            key
-            for differences in pairs.values()
-            for entry in differences.values()
-            for key in entry
-            if key != "diff"
-        ),
-        None,
-    )
     columns: list[tuple[str, list[str]]] = []
     for model, metrics in models.items():
         cells = [_cell(metrics.get(name), intervals.get(model, {}).get(name), "") for name in names]
         columns.append((model, cells))
     for pair, differences in pairs.items():
-        cells = [
-            _cell(differences[name]["diff"], differences[name].get(interval_key), "+")
-            if name in differences
-            else ""
-            for name in names
-        ]
+        cells = [_cell(*_difference(differences.get(name)), "+") for name in names]
         columns.append((pair.replace("-", " - "), cells))
-    label_width = max(label_width, *(len(name) for name in names))
+    label_width = max(len("metric"), *(len(name) for name in names))
     widths = [max(len(heading), *(len(cell) for cell in cells)) for heading, cells in columns]
-    header = f"{title:<{label_width}}  " + "  ".join(
+    header = f"{'metric':<{label_width}}  " + "  ".join(
         f"{heading:>{width}}" for (heading, _), width in zip(columns, widths, strict=True)
     )
-    lines = [header, "-" * len(header)]
+    users = report.get("dataset", {}).get(f"{split}_rows")
+    lines = [f"{split}: {users} users" if users is not None else split, header, "-" * len(header)]
     for row, name in enumerate(names):
         lines.append(
             f"{name:<{label_width}}  "
@@ -156,10 +136,18 @@ def _split_block(report: dict[str, Any], split: str, title: str, label_width: in
     return "\n".join(lines)
 
 
+def _difference(entry: dict[str, Any] | None) -> tuple[float | None, list[float] | None]:
+    if entry is None:
+        return None, None
+    bounds = next((value for key, value in entry.items() if key != "diff"), None)  # "ci95"
+    return entry["diff"], bounds
+
+
 def _cell(value: float | None, bounds: list[float] | None, sign: str) -> str:
+    """``0.2720 [0.237, 0.307]``; with ``sign="+"`` the value is signed (a difference)."""
     if value is None:
         return ""
     text = f"{value:{sign}.4f}"
     if bounds is not None:
-        text += f" [{bounds[0]:{sign}.3f}, {bounds[1]:{sign}.3f}]"
+        text += f" [{bounds[0]:.3f}, {bounds[1]:.3f}]"
     return text
