@@ -203,6 +203,7 @@ class InferConfig:
     hnsw_m: int = 32
     hnsw_ef_construction: int = 200
     hnsw_ef_search: int = 512
+    hnsw_norm_ranges: int = 4
     batch_size: int = 1024  # users scored at once: bounds memory at batch_size x n_items floats
     max_request_rows: int = 10_000
     # rows x k per serving request: 10k users at k=100, enough for batch jobs, yet one request
@@ -219,6 +220,7 @@ class InferConfig:
             hnsw_m=self.hnsw_m,
             hnsw_ef_construction=self.hnsw_ef_construction,
             hnsw_ef_search=self.hnsw_ef_search,
+            hnsw_norm_ranges=self.hnsw_norm_ranges,
         )
         if self.filter_seen is not None:
             raise ConfigError(removed_filter_seen_message("infer.exclude", self.filter_seen))

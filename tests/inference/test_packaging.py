@@ -88,14 +88,14 @@ def test_a_package_older_than_the_index_it_sits_in_is_refused(tmp_path):
 
 def test_an_hnsw_package_ships_its_graph_verified_by_the_manifest(random_index_dir, tmp_path):
     from two_tower_recsys.inference.recommender import Recommender
-    from two_tower_recsys.retrieval.ann import HNSW_FILE
+    from two_tower_recsys.retrieval.ann import HNSW_FILE, HnswParams
 
     destination = tmp_path / "hnsw" / "mlflow_model"
     package_model(random_index_dir, destination, InferConfig(index="hnsw", hnsw_m=8))
     index_dir = destination / "artifacts/index"
     manifest = json.loads((index_dir / "manifest.json").read_text())
     assert HNSW_FILE in manifest["files"]
-    assert manifest["ann"] == {"kind": "hnsw", "metric": "mips_as_l2", "m": 8, "ef_construction": 200}
+    assert manifest["ann"] == HnswParams(m=8).build_settings()
     assert "faiss-cpu==" in (destination / "requirements.txt").read_text()
     model = mlflow.pyfunc.load_model(str(destination))
     assert model.unwrap_python_model().recommender.ann is not None

@@ -49,6 +49,7 @@ MODEL_CONFIG_KEYS = (
     "hnsw_m",
     "hnsw_ef_construction",
     "hnsw_ef_search",
+    "hnsw_norm_ranges",
     "batch_size",
     "max_request_rows",
     "max_response_items",

@@ -272,7 +272,7 @@ def _power_of_two_at_least(values: torch.Tensor) -> torch.Tensor:
 
 
 def hnsw_params(infer: InferConfig) -> HnswParams:
-    return HnswParams(infer.hnsw_m, infer.hnsw_ef_construction, infer.hnsw_ef_search)
+    return HnswParams(infer.hnsw_m, infer.hnsw_ef_construction, infer.hnsw_ef_search, infer.hnsw_norm_ranges)
 
 
 def hnsw_searcher(directory: Path, index: RetrievalIndex, params: HnswParams) -> HnswSearcher:
