@@ -1,15 +1,25 @@
-"""Benchmark ``mlflow models serve`` over loopback HTTP on an ML-20M-sized index.
+"""Benchmark the served model over loopback HTTP on an ML-20M-sized index, beside a no-op model.
 
-    .venv/bin/python benchmarks/bench_serving.py                  # 1 worker, 16 clients for 30 s
-    .venv/bin/python benchmarks/bench_serving.py --workers 2 --server-env OMP_NUM_THREADS=1
+    .venv/bin/python benchmarks/bench_serving.py                       # two-tower serve stack, 1 worker
+    .venv/bin/python benchmarks/bench_serving.py --stack mlflow        # plain `mlflow models serve`
+    .venv/bin/python benchmarks/bench_serving.py --workers 2 --rounds 7
 
-Packages the random index of bench_inference.py (written if missing), starts the real server
-from a scratch directory, then measures: time to the first answer; one client's latency p50/p99
-over ``--single-requests`` sequential requests (keep-alive, one random known user, k=``--k``);
-``--clients`` concurrent clients for ``--duration`` seconds (each waits for its answer before
-sending the next, 30 s request timeout): requests/s, latency p50/p99 and the error count (any
-non-200 or failed request); and the peak RSS of the server's whole process tree, sampled every
-0.1 s. Results are printed and written to ``benchmarks/results/bench_serving[-<label>].json``.
+Packages the random index of bench_inference.py (written if missing) and a no-op pyfunc model
+(``noop_model.py``: an empty answer for any request), and starts both on the same server stack
+from a scratch directory: ``--stack two-tower`` (default) is what ``two-tower serve`` runs
+(MLflow's scoring app behind our guard, uvicorn, one torch thread per worker); ``--stack mlflow``
+is ``mlflow models serve --env-manager local``. The machine may be shared, so the two are measured
+*interleaved*: ``--rounds`` rounds, each measuring the no-op then ours (the order alternates), with
+
+- one client: ``--single-requests`` sequential requests (keep-alive, one random known user,
+  k=``--k``): latency p50/p99;
+- ``--clients`` concurrent clients for ``--duration`` seconds each (each waits for its answer
+  before sending the next, 30 s timeout): requests/s, latency p50/p99, errors (non-200 or failed).
+
+Reported: the median over rounds of each figure for both servers, their ratios (ours / no-op),
+the targets (one client p50 <= 1.3x the no-op's, 16 clients >= 0.6x its requests/s, 0 errors),
+time to the first answer and the peak RSS of each server's process tree (sampled every 0.1 s).
+Printed and written to ``benchmarks/results/bench_serving[-<label>].json``.
 """
 
 from __future__ import annotations
@@ -19,8 +29,10 @@ import asyncio
 import json
 import os
 import random
+import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -38,9 +50,12 @@ from bench_inference import RESULTS, ensure_index, machine
 from random_index import ML20M_MOVIES, ML20M_USERS
 
 from two_tower_recsys.inference.packaging import package_model
-from two_tower_recsys.settings import InferConfig
+from two_tower_recsys.pipelines.serve_pipeline import server_command
+from two_tower_recsys.settings import InferConfig, ServeConfig
 
 VENV_BIN = Path(sys.executable).parent
+NOOP_CODE = Path(__file__).with_name("noop_model.py")
+TARGETS = {"one_client_p50_ratio_max": 1.3, "concurrent_rps_ratio_min": 0.6, "errors": 0}
 
 
 def parse_args() -> argparse.Namespace:
@@ -52,11 +67,14 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--dim", type=int, default=64)
     parser.add_argument("--mean-positives", type=float, default=70.0)
     parser.add_argument("--k", type=int, default=10)
-    parser.add_argument("--workers", type=int, default=1, help="mlflow models serve --workers")
-    parser.add_argument("--server-env", nargs="*", default=[], help="KEY=VALUE for the server process")
-    parser.add_argument("--single-requests", type=int, default=500)
+    parser.add_argument("--noop-package", type=Path, default=RESULTS / "mlflow_model-noop")
+    parser.add_argument("--stack", choices=["two-tower", "mlflow"], default="two-tower")
+    parser.add_argument("--workers", type=int, default=1, help="server worker processes")
+    parser.add_argument("--server-env", nargs="*", default=[], help="KEY=VALUE for the server processes")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (no-op, ours)")
+    parser.add_argument("--single-requests", type=int, default=300, help="per round")
     parser.add_argument("--clients", type=int, default=16)
-    parser.add_argument("--duration", type=float, default=30.0)
+    parser.add_argument("--duration", type=float, default=8.0, help="seconds of concurrent load per round")
     parser.add_argument("--label", default="", help="suffix of the results file")
     return parser.parse_args()
 
@@ -91,18 +109,30 @@ class TreeRssSampler(threading.Thread):
 
 
 def start_server(
-    package: Path, workers: int, extra_env: list[str], cwd: Path
+    package: Path, stack: str, workers: int, extra_env: list[str], log_path: Path
 ) -> tuple[subprocess.Popen, str]:
+    """Serve ``package`` on a free port: what `two-tower serve` runs, or `mlflow models serve`."""
     port = free_port()
-    env = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    if stack == "two-tower":
+        command, env = server_command(package, ServeConfig(port=port, workers=workers, model=str(package)))
+    else:
+        env = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+        command = [str(VENV_BIN / "mlflow"), "models", "serve", "-m", str(package), "-p", str(port)]
+        command += ["--host", "127.0.0.1", "--env-manager", "local", "--workers", str(workers)]
     env.update(item.split("=", 1) for item in extra_env)
-    command = [str(VENV_BIN / "mlflow"), "models", "serve", "-m", str(package), "-p", str(port)]
-    command += ["--host", "127.0.0.1", "--env-manager", "local", "--workers", str(workers)]
-    log = open(cwd / "server.log", "wb")  # noqa: SIM115 - lives as long as the server
+    log = open(log_path, "wb")  # noqa: SIM115 - lives as long as the server
     process = subprocess.Popen(
-        command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        command, cwd=log_path.parent, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
     )
     return process, f"http://127.0.0.1:{port}"
+
+
+def package_noop(destination: Path) -> None:
+    import mlflow.pyfunc
+
+    if destination.exists():
+        shutil.rmtree(destination)
+    mlflow.pyfunc.save_model(path=str(destination), python_model=str(NOOP_CODE))
 
 
 def stop_server(process: subprocess.Popen) -> None:
@@ -182,51 +212,113 @@ def percentiles(seconds: list[float]) -> dict[str, float]:
     return {"p50_ms": float(np.percentile(values, 50)), "p99_ms": float(np.percentile(values, 99))}
 
 
+def measure_round(url: str, user_ids: np.ndarray, args: argparse.Namespace) -> dict:
+    single = one_client(url, user_ids, args.k, args.single_requests)
+    load = asyncio.run(concurrent_clients(url, user_ids.tolist(), args.k, args.clients, args.duration))
+    return {"one_client": single, "concurrent": load}
+
+
+def summarise(rounds: list[dict]) -> dict:
+    """Median over rounds of each figure; errors summed."""
+
+    def median(part: str, key: str) -> float:
+        return statistics.median(r[part][key] for r in rounds)
+
+    return {
+        "one_client": {key: median("one_client", key) for key in ("p50_ms", "p99_ms")}
+        | {"errors": sum(r["one_client"]["errors"] for r in rounds)},
+        "concurrent": {key: median("concurrent", key) for key in ("requests_per_s", "p50_ms", "p99_ms")}
+        | {"errors": sum(r["concurrent"]["errors"] for r in rounds)},
+    }
+
+
 def main() -> None:
     args = parse_args()
     ensure_index(args)
     started = time.perf_counter()
     package_model(args.index, args.package, InferConfig())
     package_s = time.perf_counter() - started
+    package_noop(args.noop_package)
     user_ids = np.arange(1, args.users + 1)
+    servers = {"noop": args.noop_package, "ours": args.package}
+    rounds: dict[str, list[dict]] = {name: [] for name in servers}
     with tempfile.TemporaryDirectory(prefix="bench-serving-") as scratch:
-        launched = time.monotonic()
-        process, url = start_server(args.package, args.workers, args.server_env, Path(scratch))
-        sampler = TreeRssSampler(process.pid)
-        sampler.start()
+        launched, processes, urls, samplers, ready_s = time.monotonic(), {}, {}, {}, {}
         try:
-            ready_s = first_answer_s(url, process, launched, args.k)
-            single = one_client(url, user_ids, args.k, args.single_requests)
-            load = asyncio.run(
-                concurrent_clients(url, user_ids.tolist(), args.k, args.clients, args.duration)
-            )
+            for name, package in servers.items():
+                log_path = Path(scratch) / f"{name}.log"
+                processes[name], urls[name] = start_server(
+                    package, args.stack, args.workers, args.server_env, log_path
+                )
+                samplers[name] = TreeRssSampler(processes[name].pid)
+                samplers[name].start()
+            for name in servers:
+                ready_s[name] = first_answer_s(urls[name], processes[name], launched, args.k)
+            for number in range(args.rounds):
+                order = ["noop", "ours"] if number % 2 == 0 else ["ours", "noop"]
+                for name in order:
+                    rounds[name].append(measure_round(urls[name], user_ids, args))
+                print(
+                    f"round {number + 1}/{args.rounds}: 1 client p50 noop "
+                    f"{rounds['noop'][-1]['one_client']['p50_ms']:.2f} / ours "
+                    f"{rounds['ours'][-1]['one_client']['p50_ms']:.2f} ms; {args.clients} clients "
+                    f"{rounds['noop'][-1]['concurrent']['requests_per_s']:.0f} / "
+                    f"{rounds['ours'][-1]['concurrent']['requests_per_s']:.0f} req/s",
+                    flush=True,
+                )
         finally:
-            sampler.halt.set()
-            sampler.join()
-            stop_server(process)
-            server_log = (Path(scratch) / "server.log").read_text(errors="replace")
+            for name, process in processes.items():
+                samplers[name].halt.set()
+                samplers[name].join()
+                stop_server(process)
+            ours_log = (Path(scratch) / "ours.log").read_text(errors="replace")
+    summary = {name: summarise(rounds[name]) for name in servers}
+    noop, ours = summary["noop"], summary["ours"]
+    ratios = {
+        "one_client_p50": ours["one_client"]["p50_ms"] / noop["one_client"]["p50_ms"],
+        "one_client_p99": ours["one_client"]["p99_ms"] / noop["one_client"]["p99_ms"],
+        "concurrent_rps": ours["concurrent"]["requests_per_s"] / noop["concurrent"]["requests_per_s"],
+        "concurrent_p50": ours["concurrent"]["p50_ms"] / noop["concurrent"]["p50_ms"],
+    }
+    errors = sum(s["one_client"]["errors"] + s["concurrent"]["errors"] for s in summary.values())
+    met = {
+        "one_client_p50": ratios["one_client_p50"] <= TARGETS["one_client_p50_ratio_max"],
+        "concurrent_rps": ratios["concurrent_rps"] >= TARGETS["concurrent_rps_ratio_min"],
+        "no_errors": errors == 0,
+    }
     report = {
+        "stack": args.stack,
         "workers": args.workers,
         "server_env": args.server_env,
         "k": args.k,
+        "rounds": args.rounds,
+        "single_requests_per_round": args.single_requests,
+        "clients": args.clients,
+        "seconds_per_round": args.duration,
         "package_s": package_s,
         "first_answer_s": ready_s,
-        "one_client": single,
-        "concurrent": load,
-        "server_peak_rss_mb": sampler.peak_bytes / 2**20,
-        "lightning_in_server_log": "lightning" in server_log.lower(),
+        "summary": summary,
+        "ratios_ours_over_noop": ratios,
+        "targets": TARGETS,
+        "targets_met": met,
+        "per_round": rounds,
+        "server_peak_rss_mb": {name: sampler.peak_bytes / 2**20 for name, sampler in samplers.items()},
+        "lightning_in_server_log": "lightning" in ours_log.lower(),
+        "load_average_at_end": os.getloadavg(),
         "machine": machine(),
     }
-    print(f"first answer {ready_s:.1f} s after launch (package {package_s:.1f} s)")
-    print(
-        f"1 client, {single['requests']} requests: "
-        f"p50 {single['p50_ms']:.2f} ms  p99 {single['p99_ms']:.2f} ms"
-    )
-    print(
-        f"{load['clients']} clients, {load['seconds']:.0f} s: {load['requests_per_s']:.0f} req/s, "
-        f"p50 {load['p50_ms']:.1f} ms  p99 {load['p99_ms']:.1f} ms, errors {load['errors']}"
-    )
-    print(f"server peak RSS {report['server_peak_rss_mb']:.0f} MB ({args.workers} worker(s))")
+    print(f"\nstack {args.stack}, {args.workers} worker(s), k={args.k}, medians of {args.rounds} rounds")
+    print(f"{'':28}{'no-op':>10}{'ours':>10}{'ours/no-op':>12}")
+    rows = [
+        ("1 client p50 (ms)", "one_client", "p50_ms", ratios["one_client_p50"]),
+        ("1 client p99 (ms)", "one_client", "p99_ms", ratios["one_client_p99"]),
+        (f"{args.clients} clients req/s", "concurrent", "requests_per_s", ratios["concurrent_rps"]),
+        (f"{args.clients} clients p50 (ms)", "concurrent", "p50_ms", ratios["concurrent_p50"]),
+    ]
+    for title, part, key, ratio in rows:
+        print(f"{title:28}{noop[part][key]:>10.2f}{ours[part][key]:>10.2f}{ratio:>12.2f}")
+    print(f"errors: {errors}; first answer s: {ready_s}; peak RSS MB: {report['server_peak_rss_mb']}")
+    print(f"targets met: {met} (load average at the end: {report['load_average_at_end']})")
     out = RESULTS / f"bench_serving{'-' + args.label if args.label else ''}.json"
     out.write_text(json.dumps(report, indent=2) + "\n")
 

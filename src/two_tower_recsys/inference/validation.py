@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -179,7 +180,7 @@ class RequestLimits:
         RequestError."""
         frame = as_table(frame)
         names = [str(name) for name in frame.columns]  # pandas' Index.is_unique costs ~50 us a call
-        duplicated = sorted({name for name in names if names.count(name) > 1})
+        duplicated = sorted(name for name, count in Counter(names).items() if count > 1)
         if duplicated:
             raise RequestError(f"column(s) {', '.join(duplicated)} appear more than once")
         missing = [name for name in COLUMNS if name not in names]
