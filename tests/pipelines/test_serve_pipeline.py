@@ -72,6 +72,30 @@ def test_a_stale_or_damaged_package_is_one_line(artifacts, tmp_path, capsys):
     assert message.startswith(f"error: the package at {other} is damaged")
 
 
+def test_a_models_uri_is_fetched_from_the_registry(artifacts, tmp_path, monkeypatch, capsys):
+    from mlflow import MlflowClient
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    tracking_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    # The command sets MLflow's tracking URI (it then becomes the server); restore it afterwards.
+    monkeypatch.setattr(tracking_utils, "_tracking_uri", tracking_utils._tracking_uri)
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "")  # unset for the command, restored afterwards
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    client.create_registered_model("recommender")
+    client.create_model_version("recommender", source=str(artifacts / "mlflow_model"))
+    package = serve_pipeline.resolve_model("models:/recommender/1", tracking_uri)
+    assert serve_pipeline.check_package(package, None)["n_users"] == 50
+    overrides = [f"logging.mlflow.tracking_uri={tracking_uri}", "serve.model=models:/recommender/2"]
+    settings = compose_settings([f"paths.artifacts_dir={artifacts}", *overrides])
+    assert report_user_errors(lambda: serve_pipeline.run(settings)) == 2
+    last_line = capsys.readouterr().err.strip().splitlines()[-1]  # after MLflow's own log lines
+    assert last_line == (
+        "error: cannot fetch serve.model=models:/recommender/2: Model Version (name=recommender, "
+        "version=2) not found"
+    )
+
+
 @pytest.mark.parametrize(
     ("override", "message"),
     [

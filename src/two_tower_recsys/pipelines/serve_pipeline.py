@@ -36,8 +36,9 @@ def resolve_model(model: str, tracking_uri: str) -> Path:
         import mlflow
         from mlflow.exceptions import MlflowException
 
-        if "MLFLOW_TRACKING_URI" not in os.environ:
-            mlflow.set_tracking_uri(tracking_uri)
+        # $MLFLOW_TRACKING_URI, where set, wins over the configured one, as everywhere in MLflow.
+        # (The registry follows the tracking URI unless $MLFLOW_REGISTRY_URI says otherwise.)
+        mlflow.set_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI") or tracking_uri)
         try:
             return Path(mlflow.artifacts.download_artifacts(artifact_uri=model))
         except MlflowException as exc:
