@@ -61,7 +61,7 @@ def test_a_stale_or_damaged_package_is_one_line(artifacts, tmp_path, capsys):
     shutil.copytree(artifacts, root)
     write_random_index(root, n_users=50, n_items=80, dim=8, mean_positives=5, seed=2)  # retrained
     message = serve_error([f"paths.artifacts_dir={root}"], capsys)
-    assert message.startswith(f"error: the package at {root}/mlflow_model is stale")
+    assert message.startswith(f"error: {root}/mlflow_model was built from another index")
     assert "two-tower package-mlflow" in message
     # Another package, named explicitly, is not compared with the index of paths.artifacts_dir...
     other = tmp_path / "other_model"

@@ -59,7 +59,7 @@ def check_package(package: Path, artifacts_dir: Path | None) -> dict:
     the default package is served): if its files differ from the package's copy, the model was
     retrained after packaging and serving would answer with the old one.
     """
-    from two_tower_recsys.artifacts.store import INDEX_FILES, verified_manifest
+    from two_tower_recsys.artifacts.store import index_id, refuse_if_stale, verified_manifest
     from two_tower_recsys.utils.fileio import MANIFEST_NAME
 
     index = package / PACKAGED_INDEX
@@ -71,19 +71,8 @@ def check_package(package: Path, artifacts_dir: Path | None) -> dict:
         raise ArtifactError(
             f"the package at {package} is damaged: {exc}; run `two-tower package-mlflow`"
         ) from None
-    if artifacts_dir is not None and (Path(artifacts_dir) / MANIFEST_NAME).is_file():
-        trained = verified_manifest(Path(artifacts_dir))
-        changed = [
-            name
-            for name in INDEX_FILES
-            if trained["files"][name]["sha256"] != packaged["files"][name]["sha256"]
-        ]
-        if changed:
-            raise ArtifactError(
-                f"the package at {package} is stale: {artifacts_dir} holds a newer index "
-                f"(created {trained.get('created_at')}, packaged {packaged.get('created_at')}); "
-                "run `two-tower package-mlflow` to repackage it"
-            )
+    if artifacts_dir is not None:
+        refuse_if_stale(package, index_id(packaged), Path(artifacts_dir), "two-tower package-mlflow")
     return packaged
 
 
