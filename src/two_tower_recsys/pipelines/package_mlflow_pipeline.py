@@ -15,8 +15,8 @@ def run(settings: AppConfig) -> None:
     packaged = package_model(settings.paths.artifacts_dir, settings.paths.mlflow_model_dir, settings.infer)
     print(
         f"wrote MLflow pyfunc model to {packaged.path} ({packaged.n_users} users x {packaged.n_items} "
-        f"movies); serve it with: mlflow models serve -m {packaged.path} -p 5000 --host 127.0.0.1 "
-        "--env-manager local"
+        f"movies); serve it with: two-tower serve (or: mlflow models serve -m {packaged.path} -p 5000 "
+        "--host 127.0.0.1 --env-manager local, with the venv's bin on PATH)"
     )
 
 
