@@ -1,5 +1,8 @@
 """fit_two_tower, the real training entry point, watched from a Lightning callback."""
 
+import dataclasses
+import functools
+
 import lightning as L
 import pytest
 from support import TINY_SYNTHETIC
@@ -73,3 +76,38 @@ def test_training_draws_a_fresh_sample_of_the_train_pairs_every_epoch(tiny, tmp_
     expected = len(train_pairs) * (1 - (1 - MAX_PAIRS / len(train_pairs)) ** 4)
     assert len(set().union(*epochs)) > 0.95 * expected > 2.5 * MAX_PAIRS
     assert trained_pairs(tiny, tmp_path, seed=3) == epochs  # the same seed draws the same samples
+
+
+class _EpochCounter(L.Callback):
+    def __init__(self):
+        self.epochs: list[int] = []
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        self.epochs.append(trainer.current_epoch)
+
+
+def test_resuming_a_fit_that_stopped_early_trains_no_further(tiny, tmp_path):
+    settings, dataset = tiny
+    trainer_cfg = dataclasses.replace(settings.trainer, max_epochs=30, early_stopping_patience=1)
+    fit = functools.partial(
+        fit_two_tower,
+        dataset,
+        model_cfg=settings.model,
+        trainer_cfg=trainer_cfg,
+        eval_cfg=settings.eval,
+        seed=0,
+        checkpoint_dir=tmp_path,
+    )
+    first = fit()
+    assert len(first.history) < 30  # it stopped early
+
+    counter = _EpochCounter()
+    resumed = fit(resume_from=tmp_path / "last.ckpt", callbacks=[counter])
+    assert counter.epochs == []  # (the pipeline crashed after the fit: resume goes on to evaluate)
+    assert resumed.best_epoch == first.best_epoch
+    assert [record.metrics for record in resumed.history] == [record.metrics for record in first.history]
+
+    patient = dataclasses.replace(trainer_cfg, early_stopping_patience=3)
+    counter = _EpochCounter()
+    fit(trainer_cfg=patient, resume_from=tmp_path / "last.ckpt", callbacks=[counter])
+    assert counter.epochs[0] == len(first.history)  # more patience on resume: training goes on

@@ -7,6 +7,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
@@ -48,6 +49,20 @@ class FitResult:
     best_epoch: int
     history: list[EpochRecord]
     is_global_zero: bool
+
+
+class ResumableEarlyStopping(EarlyStopping):
+    """Early stopping whose resumed state keeps the configured patience, and which ends at once a
+    resumed fit that had already stopped (Lightning saves the wait count, not ``should_stop``)."""
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        configured = self.patience
+        super().load_state_dict(state_dict)
+        self.patience = configured
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.wait_count >= self.patience:
+            trainer.should_stop = True
 
 
 def monitored_metric(trainer_cfg: TrainerConfig) -> str:
@@ -113,13 +128,18 @@ def fit_two_tower(
         monitor=monitor,
         mode="max",
         save_top_k=1,
-        save_last=True,
-        enable_version_counter=False,  # always best.ckpt and last.ckpt, overwritten in place
+        enable_version_counter=False,  # always best.ckpt, overwritten in place
     )
-    # Order matters: validation must log the monitored metric before early stopping reads it.
+    # Every epoch's state, for a resume. Not save_last=True: Lightning 2.6 writes "last" only in
+    # epochs that also wrote a best checkpoint, so a resume would redo every epoch since the best.
+    last = ModelCheckpoint(
+        dirpath=checkpoint_dir, filename="last", monitor=None, save_top_k=1, enable_version_counter=False
+    )
+    # Order matters: validation must log the monitored metric before early stopping reads it, and
+    # last.ckpt comes after best.ckpt so that it records the new best.
     callbacks = [
         validation,
-        EarlyStopping(
+        ResumableEarlyStopping(
             monitor=monitor,
             mode="max",
             patience=trainer_cfg.early_stopping_patience,
@@ -127,6 +147,7 @@ def fit_two_tower(
         ),
         *progress_callbacks(trainer_cfg.progress_bar, monitor, f"recall@{trainer_cfg.monitor_k}"),
         checkpoint,
+        last,
         *callbacks,
     ]
     trainer = L.Trainer(
