@@ -1,6 +1,11 @@
-"""Read a training checkpoint back into a :class:`TwoTowerModule`, safely and across config changes.
+"""Training checkpoints: written whole, read back safely and across config changes.
 
-Two promises:
+Three promises:
+
+- **Never half-written** (:class:`AtomicCheckpointIO`): Lightning's own save truncates the
+  destination and writes into it, so a process killed while saving could leave a corrupt
+  ``last.ckpt`` behind, exactly the file a resume needs. Here the bytes go to a temporary file
+  beside the checkpoint, renamed over it once complete.
 
 - **Nothing is unpickled but tensors and plain values** (``torch.load(..., weights_only=True)``):
   exporting a checkpoint someone sent you cannot run code hidden in it.
@@ -20,12 +25,22 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from two_tower_recsys.errors import ArtifactError, ConfigError
 from two_tower_recsys.settings import ModelConfig, TrainerConfig
 from two_tower_recsys.training.module import TwoTowerModule
+from two_tower_recsys.utils.fileio import atomic_path
 
 log = logging.getLogger(__name__)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__} takes no storage_options")
+        with atomic_path(Path(path)) as partial:
+            torch.save(checkpoint, partial)
 
 
 def load_two_tower_checkpoint(path: Path) -> TwoTowerModule:

@@ -18,8 +18,7 @@ from two_tower_recsys.models.popularity import popularity_counts
 from two_tower_recsys.preprocessing.processed import ProcessedDataset
 from two_tower_recsys.preprocessing.split import VAL
 from two_tower_recsys.settings import EvalConfig, ModelConfig, TrainerConfig
-from two_tower_recsys.training.checkpoint import load_two_tower_checkpoint
-from two_tower_recsys.training.checkpoints import AtomicCheckpointIO
+from two_tower_recsys.training.checkpoint import AtomicCheckpointIO, load_two_tower_checkpoint
 from two_tower_recsys.training.module import TwoTowerModule
 from two_tower_recsys.training.pairs import epoch_pairs_loader
 from two_tower_recsys.training.progress import progress_callbacks
