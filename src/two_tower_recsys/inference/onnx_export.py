@@ -43,6 +43,11 @@ def load_scoring_network(artifacts_dir: Path) -> torch.nn.Module:
     module = TwoTowerModule.load_from_checkpoint(
         Path(artifacts_dir) / CHECKPOINT, map_location="cpu", weights_only=False
     )
+    if module.reads_histories:
+        raise ArtifactError(
+            "ONNX export of a sequence user tower (model.user_tower=sequence) is not supported yet; "
+            "the published index (user_embeddings.pt) serves its users"
+        )
     return module.net.eval()
 
 

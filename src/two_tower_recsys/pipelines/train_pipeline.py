@@ -26,12 +26,13 @@ from two_tower_recsys.evaluation.report import METRICS_FILE, format_table, updat
 from two_tower_recsys.models.popularity import popularity_counts
 from two_tower_recsys.pipelines.evaluation_suite import (
     Tasks,
+    evaluate_on_splits,
     evaluate_popularity,
-    evaluate_scorer,
     evaluation_tasks,
     metrics_of,
 )
 from two_tower_recsys.pipelines.hydra_edge import hydra_entry
+from two_tower_recsys.pipelines.trained_scorers import published_scorer, split_scorers
 from two_tower_recsys.preprocessing.prepare import prepare_dataset
 from two_tower_recsys.preprocessing.processed import ProcessedDataset
 from two_tower_recsys.preprocessing.split import TEST, VAL
@@ -132,10 +133,13 @@ def train_and_publish(
 ) -> dict[str, Any]:
     with checkpoint_directory(settings) as checkpoint_dir:
         fit = fit_model(dataset, settings, tracking, checkpoint_dir, tasks)
-        scorer = fit.module.scorer()
-        manifest = publish_index(dataset, settings, fit, scorer)
-    two_tower = evaluate_scorer(
-        scorer, tasks, settings.eval, progress=settings.trainer.progress_bar, label=TWO_TOWER
+        manifest = publish_index(dataset, settings, fit, published_scorer(fit.module, dataset))
+    two_tower = evaluate_on_splits(
+        split_scorers(fit.module, dataset),
+        tasks,
+        settings.eval,
+        progress=settings.trainer.progress_bar,
+        label=TWO_TOWER,
     )
     log.info("wrote artifacts to %s (%d files)", settings.paths.artifacts_dir, len(manifest["files"]))
     metrics_path = settings.paths.artifacts_dir / METRICS_FILE
