@@ -64,8 +64,8 @@ class SequenceTower(nn.Module):
         self.max_history = max_history
         self.item_embedding = item_embedding  # the movie tower's table: one parameter, two uses
         self.positions = nn.Embedding(max_history, self.dim)
-        nn.init.normal_(self.positions.weight, std=0.02)
-        self.input_norm = nn.LayerNorm(self.dim)
+        # At the movie table's scale: larger positions would drown which movie sits there.
+        nn.init.normal_(self.positions.weight, std=float(item_embedding.weight.detach().std()))
         self.input_dropout = nn.Dropout(dropout)
         self.blocks = nn.ModuleList(CausalBlock(self.dim, n_heads, dropout) for _ in range(n_blocks))
         self.output_norm = nn.LayerNorm(self.dim)
@@ -76,7 +76,7 @@ class SequenceTower(nn.Module):
         if length > self.max_history:
             raise ValueError(f"history of {length} movies is longer than max_history={self.max_history}")
         positions = self.positions.weight[:length].unsqueeze(0)
-        x = self.input_dropout(self.input_norm(self.item_embedding(history) + positions))
+        x = self.input_dropout(self.item_embedding(history) + positions)
         for block in self.blocks:
             x = block(x)
         return self.output_norm(x)
