@@ -45,8 +45,8 @@ def load_scoring_network(artifacts_dir: Path) -> torch.nn.Module:
     )
     if module.reads_histories:
         raise ArtifactError(
-            "ONNX export of a sequence user tower (model.user_tower=sequence) is not supported yet; "
-            "the published index (user_embeddings.pt) serves its users"
+            "a sequence user tower (model.user_tower=sequence) has no (user_idx, item_idx) scorer; "
+            "export its tower with inference.onnx_sequence_export (two-tower export-onnx does)"
         )
     return module.net.eval()
 
