@@ -94,3 +94,31 @@ def test_registered_model_name_defaults_to_two_tower_and_null_disables_registrat
     )
     with pytest.raises(ConfigError, match="registered_model_name must be a model name"):
         compose_settings(["logging.mlflow.registered_model_name=' '"])
+
+
+def test_sequence_tower_settings_reach_the_model_config():
+    settings = compose_settings(
+        ["model.user_tower=sequence", "trainer.optimizer=adamw", "model.max_history=30", "model.n_heads=4"]
+    )
+    assert (settings.model.user_tower, settings.model.max_history, settings.model.n_heads) == (
+        "sequence",
+        30,
+        4,
+    )
+    assert compose_settings().model.user_tower == "id"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["model.user_tower=rnn"], "config key model.user_tower must be one of id, sequence, got 'rnn'"),
+        (["model.n_heads=3"], "model.embedding_dim (64) must be divisible by model.n_heads (3)"),
+        (["model.dropout=1.0"], "model.dropout must be in [0, 1), got 1.0"),
+        (["model.max_history=0"], "model.max_history must be positive, got 0"),
+        (["model.user_tower=sequence"], "model.user_tower=sequence needs trainer.optimizer=adam or adamw"),
+    ],
+)
+def test_bad_sequence_tower_settings_are_one_line_errors(overrides, message):
+    with pytest.raises(ConfigError) as error:
+        compose_settings(overrides)
+    assert str(error.value).startswith(message)

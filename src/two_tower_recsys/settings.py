@@ -112,16 +112,35 @@ class EvalConfig:
 @dataclass(frozen=True)
 class ModelConfig:
     name: Literal["two_tower", "popularity"] = "two_tower"
-    user_tower: Literal["id"] = "id"
+    user_tower: Literal["id", "sequence"] = "id"
     embedding_dim: int = 64
     temperature: float = 1.0
     negatives: Literal["in_batch", "full"] = "in_batch"
     logq_correction: bool = True
     init_std: float = 0.01
     l2_reg: float = 0.05  # weight of the batch rows' mean squared embedding norm in the loss
+    # user_tower=sequence only: a causal transformer over the user's most recent positives.
+    max_history: int = 50  # most recent positives read per user
+    n_blocks: int = 2
+    n_heads: int = 2
+    dropout: float = 0.2
 
     def __post_init__(self) -> None:
-        _require_positive("model", embedding_dim=self.embedding_dim, temperature=self.temperature)
+        _require_positive(
+            "model",
+            embedding_dim=self.embedding_dim,
+            temperature=self.temperature,
+            max_history=self.max_history,
+            n_blocks=self.n_blocks,
+            n_heads=self.n_heads,
+        )
+        if self.embedding_dim % self.n_heads:
+            raise ConfigError(
+                f"model.embedding_dim ({self.embedding_dim}) must be divisible by "
+                f"model.n_heads ({self.n_heads})"
+            )
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"model.dropout must be in [0, 1), got {self.dropout}")
 
 
 @dataclass(frozen=True)
@@ -259,6 +278,18 @@ class AppConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
     seed: int = 42
+
+    def __post_init__(self) -> None:
+        check_model_and_trainer(self.model, self.trainer)
+
+
+def check_model_and_trainer(model: ModelConfig, trainer: TrainerConfig) -> None:
+    """Settings that are valid alone but not together."""
+    if model.user_tower == "sequence" and trainer.optimizer == "lazy_adam":
+        raise ConfigError(
+            "model.user_tower=sequence needs trainer.optimizer=adam or adamw (lazy_adam updates "
+            "embedding rows only; the transformer's weights are dense)"
+        )
 
 
 T = TypeVar("T")

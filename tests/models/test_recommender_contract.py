@@ -13,6 +13,7 @@ import torch
 from two_tower_recsys.evaluation.evaluator import evaluate, evaluation_task
 from two_tower_recsys.models.popularity import fit_popularity
 from two_tower_recsys.pipelines.hydra_edge import compose_settings
+from two_tower_recsys.preprocessing.histories import histories_for
 from two_tower_recsys.preprocessing.processed import ProcessedDataset
 from two_tower_recsys.training.fit import fit_two_tower
 
@@ -25,18 +26,19 @@ def two_taste_groups() -> ProcessedDataset:
     for user in range(2 * USERS_PER_GROUP):
         group = user // USERS_PER_GROUP
         items = group * ITEMS_PER_GROUP + rng.permutation(ITEMS_PER_GROUP)[:RATED_PER_USER]
-        splits["train"] += [(user, item) for item in items[:-2]]
-        splits["val"].append((user, items[-2]))
-        splits["test"].append((user, items[-1]))
+        # (user, movie, time): rated in the permutation's order, so time order carries no pattern
+        splits["train"] += [(user, item, time) for time, item in enumerate(items[:-2])]
+        splits["val"].append((user, items[-2], RATED_PER_USER - 2))
+        splits["test"].append((user, items[-1], RATED_PER_USER - 1))
 
-    def frame(pairs):
-        users, items = np.array(pairs).T
+    def frame(rows):
+        users, items, times = np.array(rows).T
         return pl.DataFrame(
             {
                 "user_idx": users.astype(np.int32),
                 "item_idx": items.astype(np.int32),
-                "timestamp": np.zeros(len(pairs), dtype=np.int64),
-                "rating": np.full(len(pairs), 5.0, dtype=np.float32),
+                "timestamp": times.astype(np.int64),
+                "rating": np.full(len(rows), 5.0, dtype=np.float32),
             }
         )
 
@@ -56,7 +58,7 @@ def popularity(dataset, tmp_path):
     return fit_popularity(evaluation_task(dataset, "test").history, dataset.n_items)
 
 
-def two_tower(dataset, tmp_path):
+def two_tower(dataset, tmp_path, overrides=()):
     settings = compose_settings(
         [
             "data=synthetic",
@@ -64,6 +66,7 @@ def two_tower(dataset, tmp_path):
             "trainer.batch_size=64",
             "trainer.progress_bar=false",
             f"trainer.monitor_k={UNSEEN_IN_OWN_GROUP}",  # recall@50 is always 1 over 30 movies
+            *overrides,
         ]
     )
     fit = fit_two_tower(
@@ -74,10 +77,20 @@ def two_tower(dataset, tmp_path):
         seed=0,
         checkpoint_dir=tmp_path,
     )
+    if fit.module.reads_histories:  # the contract scores test: histories are train + validation
+        return fit.module.scorer(histories_for(dataset, "test", settings.model.max_history))
     return fit.module.scorer()
 
 
-MODELS = {"popularity": popularity, "two_tower": two_tower}
+def sequence_two_tower(dataset, tmp_path):
+    return two_tower(
+        dataset,
+        tmp_path,
+        ["model.user_tower=sequence", "trainer.optimizer=adamw", "trainer.lr=0.005", "model.l2_reg=0"],
+    )
+
+
+MODELS = {"popularity": popularity, "two_tower": two_tower, "sequence_two_tower": sequence_two_tower}
 UNSEEN_IN_OWN_GROUP = ITEMS_PER_GROUP - RATED_PER_USER + 1  # the test movie and the never-rated ones
 
 

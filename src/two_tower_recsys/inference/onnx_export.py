@@ -48,7 +48,13 @@ def load_scoring_network(artifacts_dir: Path, manifest: dict | None = None) -> t
     # Imported here: only exporting needs Lightning; serving never imports this module.
     from two_tower_recsys.training.checkpoint import load_two_tower_checkpoint
 
-    return load_two_tower_checkpoint(Path(artifacts_dir) / CHECKPOINT).net.eval()
+    module = load_two_tower_checkpoint(Path(artifacts_dir) / CHECKPOINT)
+    if module.reads_histories:
+        raise ArtifactError(
+            "a sequence user tower (model.user_tower=sequence) has no (user_idx, item_idx) scorer; "
+            "export its tower with inference.onnx_sequence_export (two-tower export-onnx does)"
+        )
+    return module.net.eval()
 
 
 def scoring_session(onnx_path: Path, artifacts_dir: Path) -> object:

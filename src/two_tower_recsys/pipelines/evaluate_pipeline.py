@@ -14,12 +14,14 @@ from two_tower_recsys.errors import ArtifactError
 from two_tower_recsys.evaluation.report import METRICS_FILE, format_table, update_metrics_file
 from two_tower_recsys.pipelines.evaluation_suite import (
     bootstrap_on_splits,
+    evaluate_on_splits,
     evaluate_popularity,
     evaluate_scorer,
     evaluation_tasks,
     metrics_of,
 )
 from two_tower_recsys.pipelines.hydra_edge import hydra_entry
+from two_tower_recsys.pipelines.trained_scorers import load_checkpoint_module, split_scorers
 from two_tower_recsys.preprocessing.prepare import prepare_dataset
 from two_tower_recsys.settings import AppConfig
 
@@ -39,9 +41,20 @@ def run(settings: AppConfig) -> None:
                 f"artifacts in {settings.paths.artifacts_dir} were trained on another dataset "
                 f"({index.manifest.get('dataset', {}).get('name')}); train on data={settings.data.name} first"
             )
-        results = evaluate_scorer(
-            index.scorer(), evaluation_tasks(dataset), settings.eval, progress=progress, label="two_tower"
-        )
+        if index.manifest.get("config", {}).get("model", {}).get("user_tower") == "sequence":
+            # The index's user vectors read every known positive, test included: score each
+            # split from the checkpoint, over only the positives known before it.
+            results = evaluate_on_splits(
+                split_scorers(load_checkpoint_module(settings.paths.artifacts_dir), dataset),
+                evaluation_tasks(dataset),
+                settings.eval,
+                progress=progress,
+                label="two_tower",
+            )
+        else:
+            results = evaluate_scorer(
+                index.scorer(), evaluation_tasks(dataset), settings.eval, progress=progress, label="two_tower"
+            )
     report = update_metrics_file(
         settings.paths.artifacts_dir / METRICS_FILE,
         dataset.stats,

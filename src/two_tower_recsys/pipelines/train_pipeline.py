@@ -29,8 +29,8 @@ from two_tower_recsys.pipelines.evaluation_suite import (
     Tasks,
     bootstrap_on_splits,
     bootstrap_settings,
+    evaluate_on_splits,
     evaluate_popularity,
-    evaluate_scorer,
     evaluation_tasks,
     metrics_of,
 )
@@ -43,6 +43,7 @@ from two_tower_recsys.pipelines.run_directory import (
     run_directory,
     start_run,
 )
+from two_tower_recsys.pipelines.trained_scorers import published_scorer, split_scorers
 from two_tower_recsys.preprocessing.prepare import prepare_dataset
 from two_tower_recsys.preprocessing.processed import ProcessedDataset
 from two_tower_recsys.preprocessing.split import TEST, VAL
@@ -154,11 +155,14 @@ def train_and_publish(
     run_start: RunStart,
 ) -> dict[str, Any]:
     fit = fit_model(dataset, settings, tracking, run_start, tasks)
-    scorer = fit.module.scorer()
-    manifest = publish_index(dataset, settings, fit, scorer)
+    manifest = publish_index(dataset, settings, fit, published_scorer(fit.module, dataset))
     refresh_derived_artifacts(settings)
-    two_tower = evaluate_scorer(
-        scorer, tasks, settings.eval, progress=settings.trainer.progress_bar, label=TWO_TOWER
+    two_tower = evaluate_on_splits(
+        split_scorers(fit.module, dataset),
+        tasks,
+        settings.eval,
+        progress=settings.trainer.progress_bar,
+        label=TWO_TOWER,
     )
     log.info("wrote artifacts to %s (%d files)", settings.paths.artifacts_dir, len(manifest["files"]))
     metrics_path = settings.paths.artifacts_dir / METRICS_FILE

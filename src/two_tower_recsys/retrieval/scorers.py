@@ -11,6 +11,8 @@ from typing import Protocol
 import numpy as np
 import torch
 
+from two_tower_recsys.preprocessing.histories import UserHistories
+
 
 class Scorer(Protocol):
     @property
@@ -59,6 +61,46 @@ class EmbeddingScorer:
     @torch.no_grad()
     def score(self, users: torch.Tensor) -> torch.Tensor:
         scores = self.user_embeddings[users] @ self.item_embeddings_t
+        if self.temperature != 1.0:
+            scores /= self.temperature
+        return scores
+
+
+class SequenceScorer:
+    """score(u, m) = dot(tower(history of u), item_embeddings[m]) / temperature.
+
+    ``histories`` decide what each user's vector may read (train positives only for validation,
+    train + validation for test), so one trained tower is scored leak-free on either split. User
+    vectors are computed per scored batch from padded index tensors.
+    """
+
+    def __init__(
+        self,
+        tower: torch.nn.Module,
+        histories: UserHistories,
+        item_embeddings: torch.Tensor,
+        temperature: float = 1.0,
+    ):
+        """``tower``: ``embed_histories(items [B, L], lengths [B]) -> [B, dim]`` (e.g. SequenceTower)."""
+        self.tower = tower
+        self.histories = histories
+        self.item_embeddings_t = item_embeddings.detach().float().T.contiguous()
+        self.temperature = float(temperature)
+
+    @property
+    def n_items(self) -> int:
+        return self.item_embeddings_t.shape[1]
+
+    @property
+    def n_users(self) -> int:
+        return self.histories.n_users
+
+    def user_embeddings(self, users: torch.Tensor) -> torch.Tensor:
+        return self.tower.embed_histories(*self.histories.of(users))
+
+    @torch.no_grad()
+    def score(self, users: torch.Tensor) -> torch.Tensor:
+        scores = self.user_embeddings(users) @ self.item_embeddings_t
         if self.temperature != 1.0:
             scores /= self.temperature
         return scores

@@ -22,6 +22,7 @@ from two_tower_recsys.training.checkpoint import AtomicCheckpointIO, load_two_to
 from two_tower_recsys.training.module import TwoTowerModule
 from two_tower_recsys.training.pairs import epoch_pairs_loader
 from two_tower_recsys.training.progress import progress_callbacks
+from two_tower_recsys.training.sequences import sequence_training
 from two_tower_recsys.training.validation import EpochRecord, RetrievalValidation, logged_name
 from two_tower_recsys.utils.allocator import keep_freed_memory_for_reuse
 
@@ -91,26 +92,35 @@ def fit_two_tower(
     keep_freed_memory_for_reuse()
     L.seed_everything(seed, workers=True, verbose=False)
     train = dataset.train
+    sequences = (
+        sequence_training(dataset, model_cfg, trainer_cfg, seed)
+        if model_cfg.user_tower == "sequence"
+        else None
+    )
     module = TwoTowerModule.from_settings(
         dataset.n_users,
         dataset.n_items,
         model_cfg,
         trainer_cfg,
-        item_counts=popularity_counts(train, dataset.n_items),
+        item_counts=popularity_counts(train, dataset.n_items) if sequences is None else sequences.item_counts,
     )
-    loader = epoch_pairs_loader(
-        train.get_column("user_idx").to_numpy(),
-        train.get_column("item_idx").to_numpy(),
-        max_pairs=trainer_cfg.max_interactions,
-        batch_size=trainer_cfg.batch_size,
-        seed=seed,
-    )
+    if sequences is not None:
+        loader = sequences.loader
+    else:
+        loader = epoch_pairs_loader(
+            train.get_column("user_idx").to_numpy(),
+            train.get_column("item_idx").to_numpy(),
+            max_pairs=trainer_cfg.max_interactions,
+            batch_size=trainer_cfg.batch_size,
+            seed=seed,
+        )
     validation = RetrievalValidation(
         validation_task if validation_task is not None else evaluation_task(dataset, VAL),
         recall_ks=tuple(sorted({*eval_cfg.recall_ks, trainer_cfg.monitor_k})),
         ndcg_ks=eval_cfg.ndcg_ks,
         batch_size=eval_cfg.batch_size,
         progress=trainer_cfg.progress_bar,
+        scorer_of=sequences.validation_scorer if sequences is not None else None,
     )
     monitor = monitored_metric(trainer_cfg)
     if trainer_cfg.monitor_k >= dataset.n_items:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import asdict
 from typing import Any
 
@@ -9,12 +10,15 @@ import lightning as L
 import numpy as np
 import torch
 
+from two_tower_recsys.models.components.sequence_tower import SequenceTower
 from two_tower_recsys.models.components.towers import build_tower
 from two_tower_recsys.models.components.two_tower import TwoTower
-from two_tower_recsys.retrieval.scorers import EmbeddingScorer
+from two_tower_recsys.preprocessing.histories import UserHistories
+from two_tower_recsys.retrieval.scorers import EmbeddingScorer, SequenceScorer
 from two_tower_recsys.settings import ModelConfig, TrainerConfig, settings_from_mapping
 from two_tower_recsys.training.losses import full_softmax_loss, in_batch_softmax_loss
 from two_tower_recsys.training.optim import LazyAdam
+from two_tower_recsys.training.sequences import sequence_training_batch
 
 
 class TwoTowerModule(L.LightningModule):
@@ -35,11 +39,20 @@ class TwoTowerModule(L.LightningModule):
         self.optimizer_config = settings_from_mapping(TrainerConfig, optimizer, "trainer")
         sparse = self.optimizer_config.optimizer == "lazy_adam"
         cfg = self.model_config
-        self.net = TwoTower(
-            build_tower(cfg.user_tower, n_users, cfg.embedding_dim, init_std=cfg.init_std, sparse=sparse),
-            build_tower("id", n_items, cfg.embedding_dim, init_std=cfg.init_std, sparse=sparse),
-            temperature=cfg.temperature,
-        )
+        item_tower = build_tower("id", n_items, cfg.embedding_dim, init_std=cfg.init_std, sparse=sparse)
+        if cfg.user_tower == "sequence":
+            user_tower = SequenceTower(
+                item_tower.embedding,
+                max_history=cfg.max_history,
+                n_blocks=cfg.n_blocks,
+                n_heads=cfg.n_heads,
+                dropout=cfg.dropout,
+            )
+        else:
+            user_tower = build_tower(
+                cfg.user_tower, n_users, cfg.embedding_dim, init_std=cfg.init_std, sparse=sparse
+            )
+        self.net = TwoTower(user_tower, item_tower, temperature=cfg.temperature)
         # log of each movie's probability of being drawn as a training pair (logQ correction);
         # derived from the data, so not saved in the checkpoint.
         log_q = torch.zeros(n_items)
@@ -54,9 +67,16 @@ class TwoTowerModule(L.LightningModule):
     ) -> TwoTowerModule:
         return cls(n_users, n_items, asdict(model), asdict(trainer), item_counts)
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        users, items = batch
-        user_emb = self.net.user_tower(users)
+    @property
+    def reads_histories(self) -> bool:
+        return isinstance(self.net.user_tower, SequenceTower)
+
+    def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
+        if self.reads_histories:  # (inputs, targets, mask): every target position of each sequence
+            user_emb, items = sequence_training_batch(self.net.user_tower, batch)
+        else:
+            users, items = batch
+            user_emb = self.net.user_tower(users)
         item_emb = self.net.item_tower(items)
         cfg = self.model_config
         if cfg.negatives == "full":
@@ -76,7 +96,7 @@ class TwoTowerModule(L.LightningModule):
             on_step=False,
             on_epoch=True,
             prog_bar=True,
-            batch_size=len(users),
+            batch_size=len(items),
             sync_dist=True,
         )
         return loss
@@ -90,8 +110,21 @@ class TwoTowerModule(L.LightningModule):
         return torch.optim.Adam(self.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
     @torch.no_grad()
-    def scorer(self) -> EmbeddingScorer:
-        """A scorer over the current weights (detached copies: training may go on)."""
+    def scorer(self, histories: UserHistories | None = None) -> EmbeddingScorer | SequenceScorer:
+        """A scorer over the current weights (detached copies: training may go on).
+
+        A sequence tower needs ``histories``: what each user may read when scored (e.g. train
+        positives only for validation); the ID tower ignores them."""
+        if self.reads_histories:
+            if histories is None:
+                raise ValueError("a sequence user tower scores users from histories: pass histories")
+            tower = copy.deepcopy(self.net.user_tower).cpu().eval()
+            return SequenceScorer(
+                tower,
+                histories,
+                self.net.item_tower.embed_all().detach().cpu().clone(),
+                self.model_config.temperature,
+            )
         return EmbeddingScorer(
             self.net.user_tower.embed_all().detach().cpu().clone(),
             self.net.item_tower.embed_all().detach().cpu().clone(),

@@ -7,6 +7,7 @@ so the metrics are exactly those of a single-process evaluation.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -16,6 +17,7 @@ import torch
 
 from two_tower_recsys.evaluation.evaluator import EvaluationTask, compute_ranks
 from two_tower_recsys.evaluation.metrics import summarize
+from two_tower_recsys.retrieval.scorers import Scorer
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +45,11 @@ class RetrievalValidation(L.Callback):
         ndcg_ks: tuple[int, ...],
         batch_size: int,
         progress: bool,
+        scorer_of: Callable[[L.LightningModule], Scorer] | None = None,
     ):
+        """``scorer_of``: the module's scorer for this task (default ``module.scorer()``)."""
         self.task = task
+        self.scorer_of = scorer_of or (lambda module: module.scorer())
         self.recall_ks, self.ndcg_ks = recall_ks, ndcg_ks
         self.batch_size, self.progress = batch_size, progress
         self.history: list[EpochRecord] = []
@@ -58,7 +63,7 @@ class RetrievalValidation(L.Callback):
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         shard = self.task.shard(trainer.global_rank, trainer.world_size)
         ranks = compute_ranks(
-            pl_module.scorer(),
+            self.scorer_of(pl_module),
             shard,
             batch_size=self.batch_size,
             progress=self.progress and trainer.is_global_zero,

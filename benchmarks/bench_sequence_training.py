@@ -1,0 +1,110 @@
+"""Training throughput of the sequence user tower at ML-20M scale: one epoch of 2M target positions.
+
+    .venv/bin/python benchmarks/bench_sequence_training.py [--zip PATH] [--negatives in_batch]
+        [--targets 2000000] [--batch-size 2048] [--max-history 50]
+
+One epoch through the real LightningModule, sequence loader and Trainer, in a fresh process
+(validation off: bench_evaluation.py times evaluation). Reported: epoch wall time, target
+positions per second and peak RSS. Target (issue #8): <= 60 s per 2M-target epoch on the 2-core machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import ensure_ml20m_shaped_zip, peak_rss_mb, run_isolated
+
+
+def child(zip_path: Path, processed_dir: Path, args: argparse.Namespace) -> None:
+    import lightning as L
+
+    from two_tower_recsys.preprocessing.prepare import prepare_dataset
+    from two_tower_recsys.settings import DataConfig, ModelConfig, PathsConfig, TrainerConfig
+    from two_tower_recsys.training.module import TwoTowerModule
+    from two_tower_recsys.training.sequences import sequence_training
+    from two_tower_recsys.utils.allocator import keep_freed_memory_for_reuse
+
+    keep_freed_memory_for_reuse()
+    dataset = prepare_dataset(
+        DataConfig(name="custom"), PathsConfig(raw_zip=zip_path, processed_dir=processed_dir), progress=False
+    )
+    model_cfg = ModelConfig(
+        user_tower="sequence", negatives=args.negatives, l2_reg=0.0, max_history=args.max_history
+    )
+    trainer_cfg = TrainerConfig(
+        optimizer="adamw",
+        weight_decay=0.1,
+        lr=0.005,
+        batch_size=args.batch_size,
+        max_interactions=args.targets,
+        max_epochs=1,
+    )
+    sequences = sequence_training(dataset, model_cfg, trainer_cfg, seed=0)
+    module = TwoTowerModule.from_settings(
+        dataset.n_users, dataset.n_items, model_cfg, trainer_cfg, sequences.item_counts
+    )
+    trainer = L.Trainer(
+        max_epochs=1,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        use_distributed_sampler=False,
+    )
+    rss_before = peak_rss_mb()
+    started = time.perf_counter()
+    trainer.fit(module, train_dataloaders=sequences.loader)
+    seconds = time.perf_counter() - started
+    targets = min(args.targets, int(sequences.loader.dataset.n_targets.sum()))
+    print(
+        json.dumps(
+            {
+                "negatives": args.negatives,
+                "epoch_s": seconds,
+                "targets": targets,
+                "targets_per_s": targets / seconds,
+                "batches": len(sequences.loader),
+                "peak_rss_mb": peak_rss_mb(),
+                "peak_rss_before_training_mb": rss_before,
+                "users": dataset.n_users,
+                "items": dataset.n_items,
+            }
+        )
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--zip", type=Path, default=None, help="default: the synthetic ML-20M-shaped zip")
+    parser.add_argument("--negatives", default="in_batch", choices=["in_batch", "full"])
+    parser.add_argument("--targets", type=int, default=2_000_000)
+    parser.add_argument("--batch-size", type=int, default=2048)
+    parser.add_argument("--max-history", type=int, default=50)
+    parser.add_argument("--child", nargs=2, metavar=("ZIP", "PROCESSED"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(Path(args.child[0]), Path(args.child[1]), args)
+        return
+    zip_path = args.zip or ensure_ml20m_shaped_zip()
+    with tempfile.TemporaryDirectory() as processed_dir:
+        options = ["--negatives", args.negatives, "--targets", str(args.targets)]
+        options += ["--batch-size", str(args.batch_size), "--max-history", str(args.max_history)]
+        run = run_isolated(Path(__file__), [str(zip_path), processed_dir, *options])
+        print(
+            f"sequence {args.negatives:9s} epoch {run['epoch_s']:7.1f} s  {run['targets_per_s']:9.0f} "
+            f"targets/s  {run['batches']} batches  peak RSS {run['peak_rss_mb']:.0f} MB",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()

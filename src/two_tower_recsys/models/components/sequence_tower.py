@@ -1,0 +1,105 @@
+"""A user tower that reads the user's recent positives: a small causal transformer (SASRec-style).
+
+Input: the user's most recent movies, oldest first, right-padded, as ``[B, L]`` item indices plus
+each row's length. The movies are embedded with the movie tower's own table (shared, not copied),
+so a movie means the same thing as an input and as a candidate; learned positions count from the
+start of the window. Attention is causal, so the output at position ``j`` depends on positions
+``0..j`` only: one forward pass gives the user vector after every prefix (next-item training at
+every position), and right padding never leaks into real positions. The user vector is the output
+at the last real position; score = dot(user vector, movie vector) / temperature, as for the ID
+tower.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+class CausalBlock(nn.Module):
+    """Pre-norm transformer block: causal multi-head self-attention, then a feed-forward layer."""
+
+    def __init__(self, dim: int, n_heads: int, dropout: float):
+        super().__init__()
+        if dim % n_heads:
+            raise ValueError(f"width {dim} is not divisible by {n_heads} heads")
+        self.n_heads, self.dropout = n_heads, dropout
+        self.attention_norm = nn.LayerNorm(dim)
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.attention_out = nn.Linear(dim, dim)
+        self.feed_forward_norm = nn.LayerNorm(dim)
+        # Width-1 hidden layer as in SASRec: the sequences are short, the cost is per position.
+        self.feed_forward = nn.Sequential(
+            nn.Linear(dim, dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(dim, dim)
+        )
+        self.residual_dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, length, dim = x.shape
+        qkv = self.qkv(self.attention_norm(x)).view(batch, length, 3, self.n_heads, dim // self.n_heads)
+        query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        attended = F.scaled_dot_product_attention(
+            query, key, value, is_causal=True, dropout_p=self.dropout if self.training else 0.0
+        )
+        attended = attended.transpose(1, 2).reshape(batch, length, dim)
+        x = x + self.residual_dropout(self.attention_out(attended))
+        return x + self.residual_dropout(self.feed_forward(self.feed_forward_norm(x)))
+
+
+class SequenceTower(nn.Module):
+    """``forward(history [B, L], lengths [B]) -> [B, dim]``; ``encode(history) -> [B, L, dim]``."""
+
+    def __init__(
+        self,
+        item_embedding: nn.Embedding,
+        *,
+        max_history: int,
+        n_blocks: int,
+        n_heads: int,
+        dropout: float,
+    ):
+        super().__init__()
+        self.dim = item_embedding.embedding_dim
+        self.max_history = max_history
+        self.item_embedding = item_embedding  # the movie tower's table: one parameter, two uses
+        self.positions = nn.Embedding(max_history, self.dim)
+        # At the movie table's scale: larger positions would drown which movie sits there.
+        nn.init.normal_(self.positions.weight, std=float(item_embedding.weight.detach().std()))
+        self.input_dropout = nn.Dropout(dropout)
+        self.blocks = nn.ModuleList(CausalBlock(self.dim, n_heads, dropout) for _ in range(n_blocks))
+        self.output_norm = nn.LayerNorm(self.dim)
+
+    def encode(self, history: torch.Tensor) -> torch.Tensor:
+        """The user vector after each prefix: row b, position j reads ``history[b, :j + 1]``."""
+        length = history.shape[1]
+        if length > self.max_history:
+            raise ValueError(f"history of {length} movies is longer than max_history={self.max_history}")
+        positions = self.positions.weight[:length].unsqueeze(0)
+        x = self.input_dropout(self.item_embedding(history) + positions)
+        for block in self.blocks:
+            x = block(x)
+        return self.output_norm(x)
+
+    def forward(self, history: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """The user vector after each row's last real movie (``lengths`` >= 1)."""
+        states = self.encode(history)
+        last = (lengths.clamp(1, history.shape[1]) - 1).view(-1, 1, 1).expand(-1, 1, self.dim)
+        return states.gather(1, last).squeeze(1)
+
+    @torch.no_grad()
+    def embed_histories(
+        self, history: torch.Tensor, lengths: torch.Tensor, batch_size: int = 4096
+    ) -> torch.Tensor:
+        """User vectors of many padded histories, in batches, in eval mode (dropout off)."""
+        was_training = self.training
+        self.eval()
+        try:
+            rows = []
+            for start in range(0, len(history), batch_size):
+                batch_lengths = lengths[start : start + batch_size]
+                width = max(int(batch_lengths.max()), 1)  # the batch's padding beyond it is unread
+                rows.append(self(history[start : start + batch_size, :width], batch_lengths))
+        finally:
+            self.train(was_training)
+        return torch.cat(rows) if rows else torch.empty(0, self.dim)

@@ -1,0 +1,72 @@
+"""Each user's most recent positives as a padded index matrix: what a sequence user tower reads.
+
+Order is the split's order, (timestamp, movieId) per user, so the history of a split ends exactly
+where the split's held-out movie begins: validation reads train positives only; test reads train
+plus the validation movie; serving reads everything. Built with one sort and array indexing,
+no per-user Python code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+import torch
+
+from two_tower_recsys.preprocessing.processed import ProcessedDataset
+from two_tower_recsys.preprocessing.split import TEST, TRAIN, VAL
+
+PADDING_ITEM = 0  # any valid index: a causal tower never reads positions past a row's length
+SERVING = "serving"  # every known positive: the vectors published for inference
+
+# The splits whose positives a history may contain, by the split it is used for.
+_KNOWN_BEFORE = {VAL: (TRAIN,), TEST: (TRAIN, VAL), SERVING: (TRAIN, VAL, TEST)}
+
+
+@dataclass(frozen=True)
+class UserHistories:
+    """``items[u, :lengths[u]]``: user u's most recent positives, oldest first (item indices)."""
+
+    items: torch.Tensor  # [n_users, width] int64, right-padded with PADDING_ITEM
+    lengths: torch.Tensor  # [n_users] int64
+
+    @property
+    def n_users(self) -> int:
+        return len(self.lengths)
+
+    def of(self, users: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.items[users], self.lengths[users]
+
+
+def recent_positives(positives: pl.DataFrame, n_users: int, max_length: int) -> UserHistories:
+    """The last ``max_length`` rows per user of ``positives`` (user_idx, item_idx, timestamp).
+
+    Ties on timestamp break by item_idx, which ascends with movieId: the split's own order.
+    """
+    if max_length <= 0:
+        raise ValueError(f"max_length must be positive, got {max_length}")
+    ordered = positives.select("user_idx", "timestamp", "item_idx").sort(
+        ["user_idx", "timestamp", "item_idx"]
+    )
+    users = ordered.get_column("user_idx").to_numpy().astype(np.int64)
+    items = ordered.get_column("item_idx").to_numpy().astype(np.int64)
+    counts = np.bincount(users, minlength=n_users)
+    first_row = np.cumsum(counts) - counts
+    skipped = np.maximum(counts - max_length, 0)  # older positives beyond the window
+    position = np.arange(len(users)) - first_row[users] - skipped[users]
+    kept = position >= 0
+    width = int(min(max_length, counts.max(initial=0)))
+    padded = np.full((n_users, max(width, 1)), PADDING_ITEM, dtype=np.int64)
+    padded[users[kept], position[kept]] = items[kept]
+    return UserHistories(torch.from_numpy(padded), torch.from_numpy(np.minimum(counts, max_length)))
+
+
+def histories_for(dataset: ProcessedDataset, split: str, max_length: int) -> UserHistories:
+    """What a user tower may read when ``split`` is scored (:data:`SERVING`: every known positive)."""
+    if split not in _KNOWN_BEFORE:
+        raise ValueError(f"no histories for split {split!r}; choose one of {', '.join(_KNOWN_BEFORE)}")
+    frames = [
+        dataset.split(name).select("user_idx", "item_idx", "timestamp") for name in _KNOWN_BEFORE[split]
+    ]
+    return recent_positives(pl.concat(frames), dataset.n_users, max_length)

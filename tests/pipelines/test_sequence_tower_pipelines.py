@@ -1,0 +1,105 @@
+"""A sequence user tower through the real pipelines: train, evaluate, infer, export, package."""
+
+import json
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+from support import TINY_SYNTHETIC, run_cli
+
+from two_tower_recsys.artifacts.store import load_index
+from two_tower_recsys.pipelines import evaluate_pipeline, train_pipeline
+from two_tower_recsys.pipelines.hydra_edge import compose_settings
+from two_tower_recsys.pipelines.trained_scorers import load_checkpoint_module
+from two_tower_recsys.preprocessing.histories import SERVING, histories_for
+from two_tower_recsys.preprocessing.prepare import prepare_dataset
+
+pytestmark = pytest.mark.slow
+
+SEQUENCE = [
+    "model.user_tower=sequence",
+    "model.max_history=20",
+    "trainer.optimizer=adamw",
+    "trainer.lr=0.005",
+    "model.l2_reg=0",
+    "logging.enabled=false",
+]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sequence")
+    overrides = [
+        *TINY_SYNTHETIC,
+        *SEQUENCE,
+        f"paths.raw_zip={root / 'data/raw/synthetic.zip'}",
+        f"paths.processed_dir={root / 'data/processed'}",
+        f"paths.artifacts_dir={root / 'artifacts'}",
+        f"paths.plots_dir={root / 'plots'}",
+    ]
+    train_pipeline.run(compose_settings(overrides))
+    return root, overrides
+
+
+def test_published_user_vectors_read_every_known_positive(trained):
+    root, overrides = trained
+    settings = compose_settings(overrides)
+    dataset = prepare_dataset(settings.data, settings.paths, progress=False)
+    index = load_index(root / "artifacts")
+    module = load_checkpoint_module(root / "artifacts")
+    assert module.reads_histories and index.manifest["config"]["model"]["user_tower"] == "sequence"
+    serving = histories_for(dataset, SERVING, 20)
+    expected = module.net.user_tower.embed_histories(serving.items, serving.lengths)
+    assert torch.allclose(index.user_embeddings, expected, atol=1e-5)
+
+
+def test_evaluate_rescoring_from_the_checkpoint_matches_the_training_report(trained):
+    root, overrides = trained
+    report_path = root / "artifacts/metrics.json"
+    trained_report = json.loads(report_path.read_text())
+    report_path.unlink()
+    evaluate_pipeline.run(compose_settings(overrides))
+    report = json.loads(report_path.read_text())
+    for split in ("val", "test"):
+        for name, value in trained_report[split]["two_tower"].items():
+            assert report[split]["two_tower"][name] == pytest.approx(value, abs=1e-6)
+
+
+def test_infer_answers_a_known_user(trained, tmp_path):
+    root, _ = trained
+    artifacts = root / "artifacts"
+    user_id = int(load_index(artifacts).user_ids[0])
+    result = run_cli(
+        ["infer", f"infer.user_id={user_id}", "infer.k=5", f"paths.artifacts_dir={artifacts}"], tmp_path
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    answer = json.loads(result.stdout)
+    assert answer["fallback"] is False and len(answer["recommendations"]) == 5
+
+
+def test_export_onnx_writes_the_user_tower_and_onnxruntime_matches_torch(trained, tmp_path):
+    root, _ = trained
+    artifacts = root / "artifacts"
+    result = run_cli(["export-onnx", f"paths.artifacts_dir={artifacts}"], tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "(history [N, L <= 20], lengths [N]) -> user vector [N, 64]" in result.stdout
+    session = ort.InferenceSession(str(artifacts / "user_tower.onnx"), providers=["CPUExecutionProvider"])
+    tower = load_checkpoint_module(artifacts).net.user_tower.eval()
+    rng = np.random.default_rng(1)
+    history = rng.integers(0, tower.item_embedding.num_embeddings, (100, 13), dtype=np.int64)
+    lengths = rng.integers(1, 14, 100, dtype=np.int64)
+    (vectors,) = session.run(["user_vector"], {"history": history, "lengths": lengths})
+    with torch.no_grad():
+        expected = tower(torch.from_numpy(history), torch.from_numpy(lengths)).numpy()
+    assert np.abs(vectors - expected).max() <= 1e-5
+    assert not (artifacts / "model_scoring.onnx").exists()
+
+
+def test_lazy_adam_with_a_sequence_tower_is_a_one_line_config_error(tmp_path):
+    result = run_cli(["train", *TINY_SYNTHETIC, "model.user_tower=sequence"], tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "error: model.user_tower=sequence needs trainer.optimizer=adam or adamw (lazy_adam updates "
+        "embedding rows only; the transformer's weights are dense)"
+    )
