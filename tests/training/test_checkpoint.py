@@ -71,14 +71,14 @@ def test_settings_no_longer_known_are_ignored_with_a_warning(lightning_checkpoin
     path, user_embeddings = lightning_checkpoint
 
     def add_obsolete_keys(hparams):
-        hparams["model"]["dropout"] = 0.1
+        hparams["model"]["tower_layers"] = 3
         hparams["optimizer"]["gradient_clip"] = 1.0
 
     with caplog.at_level(logging.WARNING):
         module = load_two_tower_checkpoint(rewritten(path, tmp_path / "newer.ckpt", add_obsolete_keys))
     assert torch.equal(module.net.user_tower.embed_all(), user_embeddings)
     warnings = " ".join(record.getMessage() for record in caplog.records)
-    assert "dropout" in warnings and "gradient_clip" in warnings
+    assert "tower_layers" in warnings and "gradient_clip" in warnings
 
 
 class _Payload:
