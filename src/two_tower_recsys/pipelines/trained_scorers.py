@@ -21,6 +21,8 @@ from two_tower_recsys.retrieval.scorers import EmbeddingScorer, Scorer
 from two_tower_recsys.training.checkpoint import load_two_tower_checkpoint
 from two_tower_recsys.training.module import TwoTowerModule
 
+PUBLISH_BATCH_USERS = 4096
+
 
 def split_scorers(module: TwoTowerModule, dataset: ProcessedDataset) -> dict[str, Scorer]:
     if not module.reads_histories:
@@ -34,8 +36,11 @@ def published_scorer(module: TwoTowerModule, dataset: ProcessedDataset) -> Embed
     if not module.reads_histories:
         return module.scorer()
     serving = module.scorer(histories_for(dataset, SERVING, module.model_config.max_history))
+    # In batches: a transformer pass over every user at once would hold activations of
+    # n_users x max_history x dim per layer (gigabytes at ML-20M scale).
+    users = torch.arange(dataset.n_users)
     return EmbeddingScorer(
-        serving.user_embeddings(torch.arange(dataset.n_users)),
+        torch.cat([serving.user_vectors(batch) for batch in users.split(PUBLISH_BATCH_USERS)]),
         serving.item_embeddings_t.T,
         serving.temperature,
     )

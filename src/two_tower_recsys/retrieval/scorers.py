@@ -37,7 +37,32 @@ class PopularityScorer:
         return self.counts.expand(len(users), -1).clone()
 
 
-class EmbeddingScorer:
+class _DotProductScorer:
+    """score(u, m) = dot(user vector of u, item_embeddings[m]) / temperature, over the catalogue.
+
+    Subclasses say where a user's vector comes from (:meth:`user_vectors`).
+    """
+
+    def __init__(self, item_embeddings: torch.Tensor, temperature: float):
+        self.item_embeddings_t = item_embeddings.detach().float().T.contiguous()
+        self.temperature = float(temperature)
+
+    @property
+    def n_items(self) -> int:
+        return self.item_embeddings_t.shape[1]
+
+    def user_vectors(self, users: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def score(self, users: torch.Tensor) -> torch.Tensor:
+        scores = self.user_vectors(users) @ self.item_embeddings_t
+        if self.temperature != 1.0:
+            scores /= self.temperature
+        return scores
+
+
+class EmbeddingScorer(_DotProductScorer):
     """score(u, m) = dot(user_embeddings[u], item_embeddings[m]) / temperature."""
 
     def __init__(
@@ -46,27 +71,18 @@ class EmbeddingScorer:
         if user_embeddings.shape[1] != item_embeddings.shape[1]:
             widths = f"{user_embeddings.shape[1]} != {item_embeddings.shape[1]}"
             raise ValueError(f"user and item embeddings differ in width: {widths}")
+        super().__init__(item_embeddings, temperature)
         self.user_embeddings = user_embeddings.detach().float()
-        self.item_embeddings_t = item_embeddings.detach().float().T.contiguous()
-        self.temperature = float(temperature)
-
-    @property
-    def n_items(self) -> int:
-        return self.item_embeddings_t.shape[1]
 
     @property
     def n_users(self) -> int:
         return self.user_embeddings.shape[0]
 
-    @torch.no_grad()
-    def score(self, users: torch.Tensor) -> torch.Tensor:
-        scores = self.user_embeddings[users] @ self.item_embeddings_t
-        if self.temperature != 1.0:
-            scores /= self.temperature
-        return scores
+    def user_vectors(self, users: torch.Tensor) -> torch.Tensor:
+        return self.user_embeddings[users]
 
 
-class SequenceScorer:
+class SequenceScorer(_DotProductScorer):
     """score(u, m) = dot(tower(history of u), item_embeddings[m]) / temperature.
 
     ``histories`` decide what each user's vector may read (train positives only for validation,
@@ -82,25 +98,14 @@ class SequenceScorer:
         temperature: float = 1.0,
     ):
         """``tower``: ``embed_histories(items [B, L], lengths [B]) -> [B, dim]`` (e.g. SequenceTower)."""
+        super().__init__(item_embeddings, temperature)
         self.tower = tower
         self.histories = histories
-        self.item_embeddings_t = item_embeddings.detach().float().T.contiguous()
-        self.temperature = float(temperature)
-
-    @property
-    def n_items(self) -> int:
-        return self.item_embeddings_t.shape[1]
 
     @property
     def n_users(self) -> int:
         return self.histories.n_users
 
-    def user_embeddings(self, users: torch.Tensor) -> torch.Tensor:
-        return self.tower.embed_histories(*self.histories.of(users))
-
     @torch.no_grad()
-    def score(self, users: torch.Tensor) -> torch.Tensor:
-        scores = self.user_embeddings(users) @ self.item_embeddings_t
-        if self.temperature != 1.0:
-            scores /= self.temperature
-        return scores
+    def user_vectors(self, users: torch.Tensor) -> torch.Tensor:
+        return self.tower.embed_histories(*self.histories.of(users))
