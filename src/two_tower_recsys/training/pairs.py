@@ -32,10 +32,16 @@ class PairTable(Dataset):
         return self.users[indices], self.items[indices]
 
 
-def _world() -> tuple[int, int]:
+def process_world() -> tuple[int, int]:
+    """(rank, world size) of this process: (0, 1) outside torch.distributed."""
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
+
+
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    """The random stream of one epoch: it depends only on (seed, epoch), the same in every process."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
 
 
 class EpochSample(Sampler[int]):
@@ -58,7 +64,7 @@ class EpochSample(Sampler[int]):
         self.epoch = epoch
 
     def _rank_and_size(self) -> tuple[int, int]:
-        return self.world if self.world is not None else _world()
+        return self.world if self.world is not None else process_world()
 
     def __len__(self) -> int:
         _, world = self._rank_and_size()
@@ -67,8 +73,9 @@ class EpochSample(Sampler[int]):
     def indices(self) -> torch.Tensor:
         """This epoch's share as one tensor (what the batches are cut from)."""
         rank, world = self._rank_and_size()
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        sample = torch.randperm(self.n_pairs, generator=generator)[: min(self.n_pairs, self.max_pairs)]
+        sample = torch.randperm(self.n_pairs, generator=epoch_generator(self.seed, self.epoch))[
+            : min(self.n_pairs, self.max_pairs)
+        ]
         return sample[rank::world][: len(self)]
 
     def __iter__(self) -> Iterator[int]:

@@ -28,7 +28,7 @@ from two_tower_recsys.preprocessing.processed import ProcessedDataset
 from two_tower_recsys.preprocessing.split import VAL
 from two_tower_recsys.retrieval.scorers import Scorer
 from two_tower_recsys.settings import ModelConfig, TrainerConfig
-from two_tower_recsys.training.pairs import _world
+from two_tower_recsys.training.pairs import epoch_generator, process_world
 
 SequenceBatch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # inputs, targets, target mask
 
@@ -100,12 +100,11 @@ class EpochSequenceBatches(Sampler[torch.Tensor]):
         self.sampler.set_epoch(epoch)
 
     def _rank_and_size(self) -> tuple[int, int]:
-        return self.world if self.world is not None else _world()
+        return self.world if self.world is not None else process_world()
 
     def _sample(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The epoch's sequences in random order and the targets each keeps (all > 0)."""
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        order = torch.randperm(len(self.n_targets), generator=generator)
+        order = torch.randperm(len(self.n_targets), generator=epoch_generator(self.seed, self.epoch))
         counts = self.n_targets[order]
         before = torch.cumsum(counts, 0) - counts
         kept = (self.max_targets - before).clamp(min=0).minimum(counts)
