@@ -16,6 +16,7 @@ import polars as pl
 import torch
 
 from two_tower_recsys.artifacts.store import write_index
+from two_tower_recsys.models.components.sequence_tower import SequenceTower, TowerShape
 
 ML20M_USERS, ML20M_MOVIES = 138_493, 27_278
 
@@ -30,27 +31,40 @@ def write_random_index(
     mean_other_ratings: float = 0.0,
     seed: int = 0,
     item_embeddings: torch.Tensor | None = None,
+    history_tower: TowerShape | None = None,
 ) -> dict[str, Any]:
     """Write a random index to ``directory``; user ids are 1..n_users, movie ids 1..n_items.
 
     ``mean_other_ratings``: non-positive ratings per user on top of the positives (ML-20M has
     about as many as positives: 144 ratings per user, 72 of them >= 4 stars).
     ``item_embeddings``: use these instead of random ones (e.g. clustered, closer to trained).
+    ``history_tower``: ship a randomly initialised sequence user tower of this shape, so that
+    requests may carry fresh histories (the stored user vectors stay random).
     """
     rng = np.random.default_rng(seed)
     generator = torch.Generator().manual_seed(seed)
+    user_embeddings = torch.randn(n_users, dim, generator=generator) * 0.1
+    if item_embeddings is None:
+        item_embeddings = torch.randn(n_items, dim, generator=generator) * 0.1
+    tower = None
+    if history_tower is not None:
+        with torch.random.fork_rng():  # seeded weights, the caller's global generator untouched
+            torch.manual_seed(seed)
+            tower = SequenceTower(
+                torch.nn.Embedding.from_pretrained(item_embeddings),
+                max_history=history_tower.max_history,
+                n_blocks=history_tower.n_blocks,
+                n_heads=history_tower.n_heads,
+                dropout=0.0,
+            )
     seen = _random_pairs(rng, n_users, n_items, mean_positives)
     rated = _random_pairs(rng, n_users, n_items, mean_other_ratings) if mean_other_ratings else None
     movie_ids = np.arange(1, n_items + 1, dtype=np.int64)
     return write_index(
         Path(directory),
         checkpoint=None,
-        user_embeddings=torch.randn(n_users, dim, generator=generator) * 0.1,
-        item_embeddings=(
-            torch.randn(n_items, dim, generator=generator) * 0.1
-            if item_embeddings is None
-            else item_embeddings
-        ),
+        user_embeddings=user_embeddings,
+        item_embeddings=item_embeddings,
         temperature=1.0,
         user_ids=np.arange(1, n_users + 1, dtype=np.int64),
         item_ids=movie_ids,
@@ -66,6 +80,7 @@ def write_random_index(
         popularity=np.bincount(seen.get_column("item_idx").to_numpy(), minlength=n_items),
         provenance={"dataset": {"name": "random", "seed": seed}},
         rated_pairs=rated,
+        history_tower=tower,
     )
 
 

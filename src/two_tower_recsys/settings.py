@@ -215,6 +215,9 @@ def removed_filter_seen_message(key: str, value: object) -> str:
 class InferConfig:
     user_id: int = 1
     k: int = 10
+    # A sequence user tower only: movieIds the user liked, most recent last; the user vector is
+    # computed from them instead of the stored one (e.g. infer.history=[296,318,593]).
+    history: tuple[int, ...] | None = None
     # Never recommended: every movie the user rated (rated), only the positives (positives), nothing.
     exclude: Literal["rated", "positives", "none"] = "rated"
     filter_seen: bool | None = None  # removed in favour of exclude; set, it is an error saying so
@@ -228,11 +231,13 @@ class InferConfig:
     # rows x k per serving request: 10k users at k=100, enough for batch jobs, yet one request
     # cannot make the server build gigabytes of JSON.
     max_response_items: int = 1_000_000
+    max_history_items: int = 10_000  # movieIds in one user's request history; longer is refused
 
     def __post_init__(self) -> None:
         _require_positive(
             "infer",
             k=self.k,
+            max_history_items=self.max_history_items,
             batch_size=self.batch_size,
             max_request_rows=self.max_request_rows,
             max_response_items=self.max_response_items,

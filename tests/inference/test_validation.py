@@ -143,3 +143,30 @@ def test_checked_int64_arrays_pass_through_the_python_api_unchanged():
     assert user_id_array(ids) is ids and k_array(ks, 2) is ks
     with pytest.raises(RequestError, match="row 1: k must be a positive integer, got 0"):
         k_array(np.array([2, 0], dtype=np.int64), 2)
+
+
+def test_a_history_column_gives_one_history_per_row():
+    frame = pd.DataFrame({"user_id": [1, 2, 3], "k": [5, 5, 5], "history": [[296, 318], None, []]})
+    rows = LIMITS.parse(frame, n_items=100)
+    assert [None if h is None else h.tolist() for h in rows.histories] == [[296, 318], None, []]
+    assert LIMITS.parse(frame.drop(columns="history"), n_items=100).histories is None
+
+
+def test_history_mappings_as_inputs_requests_arrive():
+    # {"inputs": {...}}: MLflow wraps each value in an array; equal-length histories become a matrix.
+    several = {"user_id": np.array([1, 2]), "k": np.array([3, 3]), "history": np.array([[10, 20], [30, 40]])}
+    assert [h.tolist() for h in LIMITS.parse(several, n_items=100).histories] == [[10, 20], [30, 40]]
+    # One user with scalars: a flat list is that user's history, not one row per movie.
+    one = {"user_id": np.array(7), "k": np.array(3), "history": np.array([10, 20, 30])}
+    rows = LIMITS.parse(one, n_items=100)
+    assert rows.user_ids.tolist() == [7] and [h.tolist() for h in rows.histories] == [[10, 20, 30]]
+
+
+def test_history_limits_and_types_name_the_row():
+    limits = RequestLimits(max_rows=10, max_response_items=1000, max_history_items=3)
+    long = pd.DataFrame({"user_id": [1, 2], "k": [1, 1], "history": [[1], [1, 2, 3, 4]]})
+    with pytest.raises(RequestError, match="row 1: history holds 4 movies; at most 3 are allowed"):
+        limits.parse(long, n_items=100)
+    scalar = pd.DataFrame({"user_id": [1], "k": [1], "history": [296]})
+    with pytest.raises(RequestError, match="row 0: history must be a list of movieIds, got 296"):
+        limits.parse(scalar, n_items=100)

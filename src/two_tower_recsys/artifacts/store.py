@@ -4,8 +4,10 @@
 and ``user_embeddings.pt`` (float32 tensors), ``user2idx.json`` / ``item2idx.json``,
 ``titles.parquet``, ``seen_items.npz`` (each user's positives), ``rated_items.npz`` (every movie
 each user rated, positive or not: by default never recommended again),
-``popularity.npy`` (positives per movie: the cold-start fallback) and ``manifest.json``
-(config, dataset checksum, package versions and every file's sha256), written last.
+``popularity.npy`` (positives per movie: the cold-start fallback), for a sequence user tower
+``history_tower.pt`` (its weights but the movie table, which is ``item_embeddings.pt``: what
+turns a fresh history into a user vector at inference), and ``manifest.json`` (config, dataset
+checksum, package versions and every file's sha256), written last.
 
 :func:`load_index` verifies the manifest and loads only embeddings and lookups: serving needs
 no Lightning and no checkpoint.
@@ -32,6 +34,7 @@ import polars as pl
 import torch
 
 from two_tower_recsys.errors import ArtifactError
+from two_tower_recsys.models.components.sequence_tower import SequenceTower, TowerShape
 from two_tower_recsys.preprocessing.processed import read_id_mapping, write_id_mapping
 from two_tower_recsys.retrieval.scorers import EmbeddingScorer
 from two_tower_recsys.retrieval.seen import SeenItems
@@ -55,6 +58,7 @@ TITLES = "titles.parquet"
 SEEN_ITEMS = "seen_items.npz"
 RATED_ITEMS = "rated_items.npz"
 POPULARITY = "popularity.npy"
+HISTORY_TOWER = "history_tower.pt"  # only for model.user_tower=sequence
 INDEX_FILES = (
     ITEM_EMBEDDINGS,
     USER_EMBEDDINGS,
@@ -91,6 +95,8 @@ class RetrievalIndex:
     popularity: np.ndarray  # positives per item_idx
     manifest: dict[str, Any]
     rated: SeenItems  # every movie each user rated, positive or not (a superset of ``seen``)
+    # A sequence user tower (eval mode) over item_embeddings: user vectors of fresh histories.
+    history_tower: SequenceTower | None = None
 
     @property
     def n_items(self) -> int:
@@ -128,11 +134,13 @@ def write_index(
     popularity: np.ndarray,
     provenance: dict[str, Any],
     rated_pairs: pl.DataFrame | None = None,
+    history_tower: SequenceTower | None = None,
 ) -> dict[str, Any]:
     """Stage every file, then commit them to ``directory`` with the manifest last.
 
     ``seen_pairs`` are the positives (user_idx, item_idx); ``rated_pairs`` every rating, positive
     or not (None: the positives are all that is known). The rated set stored is their union.
+    ``history_tower``: a sequence user tower whose movie table is ``item_embeddings``.
     """
     with staged_directory(directory) as staging:
         if checkpoint is not None:
@@ -149,6 +157,9 @@ def write_index(
             )
         _save_pairs(staging / RATED_ITEMS, seen_pairs if rated_pairs is None else rated_pairs, len(user_ids))
         np.save(staging / POPULARITY, np.asarray(popularity, dtype=np.int64))
+        if history_tower is not None:
+            torch.save(history_tower.weights_without_items(), staging / HISTORY_TOWER)
+            provenance = {**provenance, "history_tower": history_tower.shape().as_dict()}
         manifest = write_manifest(
             staging,
             {
@@ -169,11 +180,16 @@ def write_index(
     return manifest
 
 
+def _index_files(manifest: dict[str, Any]) -> tuple[str, ...]:
+    """The files that make up an index: every index has INDEX_FILES, a sequence tower's one more."""
+    return (*INDEX_FILES, HISTORY_TOWER) if HISTORY_TOWER in manifest.get("files", {}) else INDEX_FILES
+
+
 def index_id(manifest: dict[str, Any]) -> str:
     """The identity of an index: a digest of its files' checksums and its temperature (the
     checkpoint excluded, so a verified copy of the index has the same id as the original)."""
     files = manifest.get("files", {})
-    listing = "".join(f"{name} {files.get(name, {}).get('sha256', '-')}\n" for name in INDEX_FILES)
+    listing = "".join(f"{name} {files.get(name, {}).get('sha256', '-')}\n" for name in _index_files(manifest))
     listing += f"temperature {float(manifest.get('temperature', 1.0))!r}\n"
     return hashlib.sha256(listing.encode()).hexdigest()[:16]
 
@@ -237,14 +253,15 @@ def copy_index(
     source, destination = Path(source), Path(destination)
     manifest = verified_manifest(source)
     destination.mkdir(parents=True)
-    for name in INDEX_FILES:
+    index_files = _index_files(manifest)
+    for name in index_files:
         shutil.copyfile(source / name, destination / name)
     provenance = {key: value for key, value in manifest.items() if key != "files"}
     if add_files is not None:
         provenance.update(add_files(destination))
     copied = write_manifest(destination, provenance)
     changed = [
-        name for name in INDEX_FILES if copied["files"][name]["sha256"] != manifest["files"][name]["sha256"]
+        name for name in index_files if copied["files"][name]["sha256"] != manifest["files"][name]["sha256"]
     ]
     if changed:
         raise ArtifactError(f"{', '.join(changed)} in {source} changed while being copied; try again")
@@ -255,9 +272,10 @@ def load_index(directory: Path) -> RetrievalIndex:
     """Load the index after checking every file against the manifest (one-line ArtifactError)."""
     directory = Path(directory)
     manifest = verified_manifest(directory)
+    item_embeddings = torch.load(directory / ITEM_EMBEDDINGS, weights_only=True)
     return RetrievalIndex(
         user_embeddings=torch.load(directory / USER_EMBEDDINGS, weights_only=True),
-        item_embeddings=torch.load(directory / ITEM_EMBEDDINGS, weights_only=True),
+        item_embeddings=item_embeddings,
         temperature=float(manifest["temperature"]),
         user_ids=read_id_mapping(directory / USER_MAPPING),
         item_ids=read_id_mapping(directory / ITEM_MAPPING),
@@ -266,4 +284,18 @@ def load_index(directory: Path) -> RetrievalIndex:
         popularity=np.load(directory / POPULARITY),
         manifest=manifest,
         rated=_load_pairs(directory / RATED_ITEMS),
+        history_tower=_load_history_tower(directory, manifest, item_embeddings),
     )
+
+
+def _load_history_tower(
+    directory: Path, manifest: dict[str, Any], item_embeddings: torch.Tensor
+) -> SequenceTower | None:
+    if HISTORY_TOWER not in manifest.get("files", {}):
+        return None
+    try:
+        shape = TowerShape.from_dict(manifest["history_tower"])
+        weights = torch.load(directory / HISTORY_TOWER, weights_only=True)
+        return SequenceTower.from_weights(shape, item_embeddings, weights)
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise ArtifactError(f"{directory / HISTORY_TOWER} does not load as a sequence tower: {exc}") from None

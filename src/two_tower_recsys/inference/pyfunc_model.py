@@ -1,7 +1,9 @@
 """The MLflow pyfunc model: the recommendation core behind ``mlflow.pyfunc`` and ``mlflow models serve``.
 
-Input: a table with columns ``user_id`` and ``k`` (integers), one request per row. Output: one
-answer per row, in order, each ``{"user_id", "k", "fallback", "recommendations"}`` exactly as
+Input: a table with columns ``user_id`` and ``k`` (integers), one request per row, and optionally
+``history`` (a list of movieIds per row, most recent last; a sequence user tower only). Output:
+one answer per row, in order, each ``{"user_id", "k", "fallback", "recommendations"}`` (plus
+``unknown_history_items`` for a row that sent a history) exactly as
 :meth:`UserRecommendations.as_dict` (the CLI prints the same).
 
 Errors: a bad request raises :class:`MlflowException` with ``INVALID_PARAMETER_VALUE``, which the
@@ -53,6 +55,7 @@ MODEL_CONFIG_KEYS = (
     "batch_size",
     "max_request_rows",
     "max_response_items",
+    "max_history_items",
 )
 
 
@@ -72,7 +75,7 @@ class RecommenderModel(mlflow.pyfunc.PythonModel):
             raise ValueError(f"unknown model_config key(s): {', '.join(unknown)}")
         infer = settings_from_mapping(InferConfig, config, "model_config")  # checks types and choices
         self.exclude = infer.exclude
-        self.limits = RequestLimits(infer.max_request_rows, infer.max_response_items)
+        self.limits = RequestLimits(infer.max_request_rows, infer.max_response_items, infer.max_history_items)
         index_dir = Path(context.artifacts[INDEX_ARTIFACT])
         self.recommender = Recommender.from_settings(index_dir, infer)
         package = index_dir.parents[1]  # <package>/artifacts/index
@@ -92,7 +95,9 @@ class RecommenderModel(mlflow.pyfunc.PythonModel):
         recommendation_format = (params or {}).get(RECOMMENDATION_FORMAT, "triples")
         try:
             rows = self.limits.parse(model_input, self.recommender.n_items)
-            answers = self.recommender.recommend(rows.user_ids, rows.ks, exclude=self.exclude)
+            answers = self.recommender.recommend(
+                rows.user_ids, rows.ks, exclude=self.exclude, histories=rows.histories
+            )
             return [answer.as_dict(recommendation_format) for answer in answers]
         except RequestError as exc:
             # The server prefixes `message` with a dump of the request; `detail` stays our one line.

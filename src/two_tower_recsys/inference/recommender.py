@@ -15,6 +15,12 @@ Answers, one per user and in the order asked:
 - ``k`` above the catalogue size is clamped to it; the answer reports the clamped ``k``.
 - A user id the model has never seen is not an error: the answer is the popularity ranking
   (score = the movie's number of positives; ties in catalogue order) with ``fallback=True``.
+- ``histories`` (a sequence user tower only): a list of movieIds per user, most recent last, or
+  None for a user who sends none. The user vector is then computed from that history (for a known
+  user it replaces the stored one), its movies are never recommended (besides what ``exclude``
+  hides for a known user), and the answer counts the movieIds skipped as unknown
+  (``unknown_history_items``). A history with no known movie gets the popularity ranking, flagged
+  ``fallback=True``. An ID user tower cannot read a history: asking is a RequestError.
 - With the approximate index, each user's candidates are over-fetched by the number of movies
   they have excluded (rounded up to a power of two), so that ``k`` remain after filtering; a user
   left with fewer than ``k``, or one who would need more than ``MAX_ANN_FETCH`` candidates, is
@@ -34,10 +40,11 @@ import torch
 
 from two_tower_recsys.artifacts.store import RetrievalIndex, load_index
 from two_tower_recsys.errors import ConfigError, RequestError
-from two_tower_recsys.inference.validation import k_array, user_id_array
+from two_tower_recsys.inference.fresh_histories import FreshHistories, IdLookup
+from two_tower_recsys.inference.validation import history_arrays, k_array, user_id_array
 from two_tower_recsys.retrieval.ann import HNSW_FILE, HnswParams, HnswSearcher, build_hnsw, read_hnsw
 from two_tower_recsys.retrieval.scorers import PopularityScorer
-from two_tower_recsys.retrieval.seen import SeenItems, mask_seen
+from two_tower_recsys.retrieval.seen import SeenItems
 from two_tower_recsys.settings import InferConfig
 
 log = logging.getLogger(__name__)
@@ -52,6 +59,7 @@ INDEX_CHOICES: tuple[str, ...] = ("exact", "hnsw")
 # few thousand, a graph search costs more than one exact row.
 MAX_ANN_FETCH = 4096
 MIN_ANN_FETCH = 16
+MAX_HISTORY_ITEMS = 10_000  # movieIds in one user's request history (infer.max_history_items)
 
 
 @dataclass(frozen=True)
@@ -60,6 +68,7 @@ class UserRecommendations:
     k: int  # after the clamp to the catalogue size
     fallback: bool  # True: unknown user, answered with the popularity ranking
     recommendations: list[Triple]
+    unknown_history_items: int | None = None  # with a request history: movieIds skipped as unknown
 
     def as_dict(self, recommendation_format: str = "triples") -> dict[str, Any]:
         """The JSON shape printed by the CLI and returned per row by the served model.
@@ -80,33 +89,58 @@ class UserRecommendations:
                 f"recommendation_format must be one of {', '.join(RECOMMENDATION_FORMATS)}, "
                 f"got {recommendation_format!r}"
             )
-        return {
+        answer = {
             "user_id": self.user_id,
             "k": self.k,
             "fallback": self.fallback,
             "recommendations": recommendations,
         }
+        if self.unknown_history_items is not None:
+            answer["unknown_history_items"] = self.unknown_history_items
+        return answer
 
 
-class UserLookup:
-    """Original userId -> user index, vectorised (binary search over the sorted ids)."""
+@dataclass(frozen=True)
+class Hidden:
+    """(row, item) pairs a batch of rows must never get: excluded movies, a history's movies."""
 
-    def __init__(self, user_ids: np.ndarray):
-        self._order = np.argsort(user_ids, kind="stable")
-        self._sorted = np.asarray(user_ids, dtype=np.int64)[self._order]
+    rows: torch.Tensor  # int64
+    items: torch.Tensor  # int64
 
-    def indices(self, user_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(user index, known) per id; the index of an unknown id is meaningless."""
-        if len(self._sorted) == 0:
-            return np.zeros(len(user_ids), dtype=np.int64), np.zeros(len(user_ids), dtype=bool)
-        positions = np.minimum(np.searchsorted(self._sorted, user_ids), len(self._sorted) - 1)
-        return self._order[positions], self._sorted[positions] == user_ids
+    def counts(self, n_rows: int) -> torch.Tensor:
+        return torch.bincount(self.rows, minlength=n_rows)
+
+    def of_rows(self, rows: torch.Tensor, n_rows: int) -> Hidden:
+        """The pairs of ``rows`` (of a batch of ``n_rows``), renumbered 0..len(rows) - 1."""
+        renumbered = torch.full((n_rows,), -1, dtype=torch.int64)
+        renumbered[rows] = torch.arange(len(rows))
+        new_rows = renumbered[self.rows]
+        kept = new_rows >= 0
+        return Hidden(new_rows[kept], self.items[kept])
+
+    def unique(self, n_items: int) -> Hidden:
+        keys = torch.unique(self.rows * n_items + self.items)
+        return Hidden(keys // n_items, keys % n_items)
+
+
+def hidden_of(users: torch.Tensor, excluded: SeenItems | None) -> Hidden:
+    if excluded is None:
+        empty = torch.zeros(0, dtype=torch.int64)
+        return Hidden(empty, empty)
+    return Hidden(*excluded.batch_positions(users))
 
 
 class Recommender:
     """Loads an index once and answers :meth:`recommend` for any number of users."""
 
-    def __init__(self, index: RetrievalIndex, *, batch_size: int = 1024, ann: HnswSearcher | None = None):
+    def __init__(
+        self,
+        index: RetrievalIndex,
+        *,
+        batch_size: int = 1024,
+        ann: HnswSearcher | None = None,
+        max_history_items: int = MAX_HISTORY_ITEMS,
+    ):
         if batch_size <= 0:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         if ann is not None and ann.n_items != index.n_items:
@@ -114,12 +148,14 @@ class Recommender:
         self.index = index
         self.batch_size = batch_size
         self.ann = ann
+        self.max_history_items = max_history_items
         self._scorer = index.scorer()
-        self._users = UserLookup(index.user_ids)
+        self._users = IdLookup(index.user_ids)
+        self._movies = IdLookup(index.item_ids)
         # Python lists: building triples from them is several times faster than from arrays.
         self._movie_ids: list[int] = index.item_ids.tolist()
         self._titles: list[str] = list(index.titles)
-        self._popular = self._popularity_ranking(index)
+        self._popular, self._popular_items = self._popularity_ranking(index)
 
     @classmethod
     def from_artifacts(
@@ -129,6 +165,7 @@ class Recommender:
         batch_size: int = 1024,
         index: IndexKind = "exact",
         hnsw: HnswParams | None = None,
+        max_history_items: int = MAX_HISTORY_ITEMS,
     ) -> Recommender:
         """Load (and verify against its manifest) the index in ``directory``.
 
@@ -141,13 +178,17 @@ class Recommender:
         ann = None
         if index == "hnsw":
             ann = hnsw_searcher(Path(directory), retrieval_index, hnsw or HnswParams())
-        return cls(retrieval_index, batch_size=batch_size, ann=ann)
+        return cls(retrieval_index, batch_size=batch_size, ann=ann, max_history_items=max_history_items)
 
     @classmethod
     def from_settings(cls, directory: Path, infer: InferConfig) -> Recommender:
         """:meth:`from_artifacts` with the ``infer`` settings: what the CLI, recommend-all and serving use."""
         return cls.from_artifacts(
-            directory, batch_size=infer.batch_size, index=infer.index, hnsw=hnsw_params(infer)
+            directory,
+            batch_size=infer.batch_size,
+            index=infer.index,
+            hnsw=hnsw_params(infer),
+            max_history_items=infer.max_history_items,
         )
 
     @property
@@ -155,24 +196,105 @@ class Recommender:
         return self.index.n_items
 
     def recommend(
-        self, user_ids: Sequence[int] | np.ndarray, k: int | Sequence[int], *, exclude: Exclude = "rated"
+        self,
+        user_ids: Sequence[int] | np.ndarray,
+        k: int | Sequence[int],
+        *,
+        exclude: Exclude = "rated",
+        histories: Sequence[Sequence[int] | np.ndarray | None] | None = None,
     ) -> list[UserRecommendations]:
-        """Top-``k`` for each user (``k`` may also be one value per user); raises RequestError."""
+        """Top-``k`` for each user (``k`` may also be one value per user); raises RequestError.
+
+        ``histories``: one list of movieIds (most recent last) or None per user; see the module doc.
+        """
         if exclude not in EXCLUDE_CHOICES:
             raise ConfigError(f"exclude must be one of {', '.join(EXCLUDE_CHOICES)}, got {exclude!r}")
         ids = user_id_array(user_ids)
         ks = np.minimum(k_array(k, len(ids)), self.n_items)
+        fresh = self._fresh_histories(histories, len(ids))
         indices, known = self._users.indices(ids)
         answers: list[UserRecommendations | None] = [None] * len(ids)
-        known_rows = np.flatnonzero(known)
+        by_id = known.copy()
+        if fresh is not None:
+            by_id[fresh.rows] = False
+            self._answer_histories(fresh, ids, ks, indices, known, exclude, answers)
+        known_rows = np.flatnonzero(by_id)
         for start in range(0, len(known_rows), self.batch_size):
             rows = known_rows[start : start + self.batch_size]
             values, items = self.top_items(indices[rows], ks[rows], exclude)
             for row, triples in zip(rows, self._triples(values, items, ks[rows]), strict=True):
                 answers[row] = UserRecommendations(int(ids[row]), int(ks[row]), False, triples)
         for row in np.flatnonzero(~known):
-            answers[row] = UserRecommendations(int(ids[row]), int(ks[row]), True, self._popular[: ks[row]])
+            if answers[row] is None:
+                answers[row] = UserRecommendations(
+                    int(ids[row]), int(ks[row]), True, self._popular[: ks[row]]
+                )
         return answers  # type: ignore[return-value]  # every row was answered above
+
+    def _fresh_histories(
+        self, histories: Sequence[Sequence[int] | np.ndarray | None] | None, n_rows: int
+    ) -> FreshHistories | None:
+        if histories is None:
+            return None
+        checked = history_arrays(histories, n_rows, self.max_history_items)
+        if all(history is None for history in checked):
+            return None
+        if self.index.history_tower is None:
+            raise RequestError(
+                "history: this model's user tower is an ID embedding (model.user_tower=id) and "
+                "cannot read a history; send user_id alone, or serve a model trained with "
+                "model.user_tower=sequence"
+            )
+        return FreshHistories.resolve(checked, self._movies)
+
+    def _answer_histories(
+        self,
+        fresh: FreshHistories,
+        ids: np.ndarray,
+        ks: np.ndarray,
+        indices: np.ndarray,
+        known: np.ndarray,
+        exclude: Exclude,
+        answers: list[UserRecommendations | None],
+    ) -> None:
+        """Answer the rows that sent a history: vectors from the tower, their movies hidden."""
+        tower = self.index.history_tower
+        assert tower is not None  # checked by _fresh_histories
+        excluded = self.index.excluded(exclude)
+        usable = np.flatnonzero(fresh.known_counts > 0)
+        for start in range(0, len(usable), self.batch_size):
+            positions = usable[start : start + self.batch_size]
+            rows = fresh.rows[positions]
+            padded = fresh.padded(positions, tower.max_history)
+            vectors = tower.embed_histories(padded.items, padded.lengths)
+            hidden = self._stored_hidden(indices[rows], known[rows], excluded)
+            history_rows, history_items = fresh.hidden(positions)
+            hidden = Hidden(
+                torch.cat([hidden.rows, history_rows]), torch.cat([hidden.items, history_items])
+            ).unique(self.n_items)
+            values, items = self._top(vectors, torch.from_numpy(ks[rows]), hidden)
+            triples = self._triples(values, items, ks[rows])
+            for position, row, row_triples in zip(positions, rows, triples, strict=True):
+                answers[row] = UserRecommendations(
+                    int(ids[row]), int(ks[row]), False, row_triples, int(fresh.unknown[position])
+                )
+        for position in np.flatnonzero(fresh.known_counts == 0):
+            row = fresh.rows[position]
+            users = torch.tensor([indices[row]]) if known[row] else torch.zeros(0, dtype=torch.int64)
+            hidden_items = hidden_of(users, excluded).items.numpy()
+            answers[row] = UserRecommendations(
+                int(ids[row]),
+                int(ks[row]),
+                True,
+                self._popular_without(hidden_items, int(ks[row])),
+                int(fresh.unknown[position]),
+            )
+
+    def _stored_hidden(self, users: np.ndarray, known: np.ndarray, excluded: SeenItems | None) -> Hidden:
+        """What ``exclude`` hides for the known users among ``users`` (rows of the batch)."""
+        known_rows = torch.from_numpy(np.flatnonzero(known))
+        stored = hidden_of(torch.from_numpy(users[known]), excluded)
+        return Hidden(known_rows[stored.rows], stored.items)
 
     @torch.inference_mode()
     def top_items(
@@ -184,34 +306,42 @@ class Recommender:
         callers that write columns rather than triples (``recommend-all``).
         """
         users_t = torch.from_numpy(np.asarray(users, dtype=np.int64))
-        excluded = self.index.excluded(exclude)
+        vectors = self._scorer.user_vectors(users_t)
+        hidden = hidden_of(users_t, self.index.excluded(exclude))
+        return self._top(vectors, torch.from_numpy(np.asarray(ks, dtype=np.int64)), hidden)
+
+    @torch.inference_mode()
+    def _top(
+        self, vectors: torch.Tensor, ks: torch.Tensor, hidden: Hidden
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Top-``ks`` of each user vector, the ``hidden`` movies never among them."""
         k_max = int(ks.max())
         if self.ann is None:
-            return self._exact_top(users_t, k_max, excluded)
-        return self._ann_top(users_t, torch.from_numpy(np.asarray(ks, dtype=np.int64)), k_max, excluded)
+            return self._exact_top(vectors, k_max, hidden)
+        return self._ann_top(vectors, ks, k_max, hidden)
 
     def _exact_top(
-        self, users: torch.Tensor, k_max: int, excluded: SeenItems | None
+        self, vectors: torch.Tensor, k_max: int, hidden: Hidden
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        scores = self._scorer.score(users)
-        if excluded is not None:
-            mask_seen(scores, users, excluded)
+        scores = self._scorer.score_vectors(vectors)
+        scores[hidden.rows, hidden.items] = float("-inf")
         return torch.topk(scores, k_max, dim=1)
 
     def _ann_top(
-        self, users: torch.Tensor, ks: torch.Tensor, k_max: int, excluded: SeenItems | None
+        self, vectors: torch.Tensor, ks: torch.Tensor, k_max: int, hidden: Hidden
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Over-fetch candidates from the graph, score them exactly, filter; exact where short."""
-        n_excluded = excluded.counts(users) if excluded is not None else torch.zeros_like(users)
-        wanted = torch.minimum(ks, self.n_items - n_excluded)  # what an exact answer would hold
-        fetch = _power_of_two_at_least(ks + n_excluded).clamp(min=MIN_ANN_FETCH).clamp(max=self.n_items)
-        values = torch.full((len(users), k_max), float("-inf"))
-        items = torch.zeros((len(users), k_max), dtype=torch.int64)
+        n_rows = len(vectors)
+        n_hidden = hidden.counts(n_rows)
+        wanted = torch.minimum(ks, self.n_items - n_hidden)  # what an exact answer would hold
+        fetch = _power_of_two_at_least(ks + n_hidden).clamp(min=MIN_ANN_FETCH).clamp(max=self.n_items)
+        values = torch.full((n_rows, k_max), float("-inf"))
+        items = torch.zeros((n_rows, k_max), dtype=torch.int64)
         exact_rows = [torch.nonzero(fetch > MAX_ANN_FETCH).flatten()]
         for width in torch.unique(fetch[fetch <= MAX_ANN_FETCH]).tolist():
             rows = torch.nonzero(fetch == width).flatten()
             got_values, got_items = self._candidates_top(
-                users[rows], int(width), min(k_max, int(width)), excluded
+                vectors[rows], int(width), min(k_max, int(width)), hidden.of_rows(rows, n_rows)
             )
             short = (got_values != float("-inf")).sum(dim=1) < wanted[rows]
             exact_rows.append(rows[short])
@@ -219,27 +349,25 @@ class Recommender:
             items[rows, : got_items.shape[1]] = got_items
         rows = torch.cat(exact_rows)
         if len(rows):
-            values[rows], items[rows] = self._exact_top(users[rows], k_max, excluded)
+            values[rows], items[rows] = self._exact_top(vectors[rows], k_max, hidden.of_rows(rows, n_rows))
         return values, items
 
     def _candidates_top(
-        self, users: torch.Tensor, width: int, k: int, excluded: SeenItems | None
+        self, vectors: torch.Tensor, width: int, k: int, hidden: Hidden
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Top-``k`` of ``width`` graph candidates per user, scored exactly, excluded ones -inf."""
+        """Top-``k`` of ``width`` graph candidates per user vector, scored exactly, hidden ones -inf."""
         assert self.ann is not None
-        user_vectors = self._scorer.user_embeddings[users]
-        candidates = torch.from_numpy(self.ann.search(user_vectors.numpy(), width))
+        candidates = torch.from_numpy(self.ann.search(vectors.numpy(), width))
         missing = candidates < 0
         candidates[missing] = 0
         item_vectors = self.index.item_embeddings[candidates]  # [n, width, dim]
-        scores = torch.bmm(item_vectors, user_vectors.unsqueeze(2)).squeeze(2)
+        scores = torch.bmm(item_vectors, vectors.unsqueeze(2)).squeeze(2)
         if self._scorer.temperature != 1.0:
             scores /= self._scorer.temperature
         scores[missing] = float("-inf")
-        if excluded is not None:
-            rows, seen_items = excluded.batch_positions(users)
-            keys = torch.arange(len(users)).unsqueeze(1) * self.n_items + candidates
-            scores[torch.isin(keys, rows * self.n_items + seen_items)] = float("-inf")
+        if len(hidden.rows):
+            keys = torch.arange(len(vectors)).unsqueeze(1) * self.n_items + candidates
+            scores[torch.isin(keys, hidden.rows * self.n_items + hidden.items)] = float("-inf")
         values, order = torch.topk(scores, k, dim=1)
         return values, torch.gather(candidates, 1, order)
 
@@ -257,14 +385,21 @@ class Recommender:
             )
         ]
 
-    def _popularity_ranking(self, index: RetrievalIndex) -> list[Triple]:
+    def _popularity_ranking(self, index: RetrievalIndex) -> tuple[list[Triple], np.ndarray]:
         """The cold-start answer: every movie by number of positives, ties in catalogue order."""
         scores = PopularityScorer(index.popularity).score(torch.zeros(1, dtype=torch.int64))[0]
         order = torch.sort(scores, descending=True, stable=True)
-        return [
+        ranking = [
             (self._movie_ids[item], score, self._titles[item])
             for item, score in zip(order.indices.tolist(), order.values.tolist(), strict=True)
         ]
+        return ranking, order.indices.numpy()
+
+    def _popular_without(self, hidden_items: np.ndarray, k: int) -> list[Triple]:
+        """The first ``k`` of the popularity ranking that are not ``hidden_items``."""
+        head = self._popular_items[: k + len(hidden_items)]
+        kept = np.flatnonzero(~np.isin(head, hidden_items))[:k]
+        return [self._popular[position] for position in kept.tolist()]
 
 
 def _power_of_two_at_least(values: torch.Tensor) -> torch.Tensor:

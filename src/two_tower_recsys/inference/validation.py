@@ -21,8 +21,8 @@ import pandas as pd
 
 from two_tower_recsys.errors import RequestError
 
-USER_ID, K = "user_id", "k"
-COLUMNS = (USER_ID, K)
+USER_ID, K, HISTORY = "user_id", "k", "history"
+COLUMNS = (USER_ID, K)  # required; HISTORY is optional
 _INT64 = np.iinfo(np.int64)
 
 
@@ -111,6 +111,43 @@ def integer_column(column: pd.Series, name: str) -> np.ndarray:
     return np.asarray(column.tolist(), dtype=np.int64)
 
 
+def _is_missing(value: object) -> bool:
+    return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
+
+
+def history_array(value: object, row: int, max_length: int) -> np.ndarray | None:
+    """One row's history: movieIds as int64, most recent last; None where the row sent none."""
+    if _is_missing(value):
+        return None
+    if isinstance(value, np.ndarray) and value.ndim == 1 and value.dtype.kind in "iu":
+        values = value
+    elif isinstance(value, list | tuple | np.ndarray) and np.ndim(value) == 1:
+        bad = next((i for i, v in enumerate(value) if not is_integer(v)), None)
+        if bad is not None:
+            raise RequestError(
+                f"row {row}: history[{bad}] must be an integer movieId, got {describe(value[bad])}"
+            )
+        values = np.asarray(value)
+    else:
+        raise RequestError(f"row {row}: history must be a list of movieIds, got {describe(value)}")
+    if len(values) > max_length:
+        raise RequestError(f"row {row}: history holds {len(values)} movies; at most {max_length} are allowed")
+    if values.dtype.kind == "u" and len(values) and values.max() > _INT64.max:
+        raise RequestError(f"row {row}: history holds a movieId out of range (at most {_INT64.max})")
+    if values.dtype.kind == "O" and any(not _INT64.min <= v <= _INT64.max for v in values):
+        raise RequestError(f"row {row}: history holds a movieId out of range (at most {_INT64.max})")
+    return values.astype(np.int64)
+
+
+def history_arrays(histories: Sequence[object], n_rows: int, max_length: int) -> list[np.ndarray | None]:
+    """One history (or None) per row, each checked by :func:`history_array`."""
+    if isinstance(histories, str | bytes) or not isinstance(histories, Sequence | np.ndarray | pd.Series):
+        raise RequestError(f"history must be one list of movieIds per user, got {describe(histories)}")
+    if len(histories) != n_rows:
+        raise RequestError(f"got {len(histories)} histories for {n_rows} users; pass one per user")
+    return [history_array(value, row, max_length) for row, value in enumerate(histories)]
+
+
 def _check_positive(ks: np.ndarray) -> None:
     bad = np.flatnonzero(ks <= 0)
     if bad.size:
@@ -123,6 +160,7 @@ def as_table(request: object) -> pd.DataFrame:
         return request
     if isinstance(request, Mapping):
         request = {str(name): _column_values(str(name), values) for name, values in request.items()}
+        _one_history_per_row(request)
         columns = {name: _as_series(v) if _is_column(v) else v for name, v in request.items()}
         # Scalars broadcast over the other columns' rows, or make a one-row table on their own.
         index = None if any(_is_column(v) for v in request.values()) else [0]
@@ -141,9 +179,19 @@ def _column_values(name: str, values: object) -> object:
     """
     if isinstance(values, np.ndarray) and values.ndim == 0:
         values = values.item()
+    if name == HISTORY and isinstance(values, np.ndarray) and values.ndim == 2:
+        return list(values)  # histories of one length arrive as one matrix: a row per user
     if isinstance(values, Mapping | set) or (isinstance(values, np.ndarray) and values.ndim > 1):
         raise RequestError(f"column {name} must be a list of values, got {describe(values)}")
     return values
+
+
+def _one_history_per_row(request: dict[str, object]) -> None:
+    """``{"user_id": 5, "k": 10, "history": [296, 318]}``: one user's history, not two rows."""
+    history = request.get(HISTORY)
+    scalars = all(not _is_column(v) for name, v in request.items() if name != HISTORY)
+    if scalars and _is_column(history) and not any(_is_column(v) for v in history):  # type: ignore[union-attr]
+        request[HISTORY] = [history]
 
 
 @dataclass(frozen=True)
@@ -152,6 +200,7 @@ class RequestRows:
 
     user_ids: np.ndarray  # int64
     ks: np.ndarray  # int64, positive, as asked (before the clamp to the catalogue)
+    histories: list[np.ndarray | None] | None = None  # per row (None: none sent); None: no column
 
 
 def _integer_rows(frame: pd.DataFrame, names: list[str]) -> RequestRows:
@@ -173,9 +222,11 @@ class RequestLimits:
 
     max_rows: int
     max_response_items: int  # sum over rows of k after the clamp
+    max_history_items: int = 10_000  # movieIds in one row's history
 
     def parse(self, frame: pd.DataFrame | Mapping[str, Any], n_items: int) -> RequestRows:
-        """Validate a request table (columns user_id and k; others are ignored): every problem,
+        """Validate a request table (columns user_id and k, optionally history; others are
+        ignored): every problem,
         including a table with more rows or more recommendations in all than allowed, is a
         RequestError."""
         frame = as_table(frame)
@@ -198,4 +249,9 @@ class RequestLimits:
                 f"the request asks for {items} recommendations in all (rows x k); at most "
                 f"{self.max_response_items} are allowed: send fewer rows or a smaller k"
             )
-        return rows
+        if HISTORY not in names:
+            return rows
+        histories = history_arrays(
+            frame.iloc[:, names.index(HISTORY)].tolist(), len(frame), self.max_history_items
+        )
+        return RequestRows(rows.user_ids, rows.ks, histories)

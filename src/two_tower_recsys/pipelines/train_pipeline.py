@@ -194,6 +194,7 @@ def publish_index(
         seen_pairs=all_positives,
         popularity=popularity_counts(all_positives, dataset.n_items),
         rated_pairs=dataset.rated,
+        history_tower=fit.module.net.user_tower if fit.module.reads_histories else None,
         provenance={
             "config": _plain(dataclasses.asdict(settings)),
             "dataset": dataset.stats,

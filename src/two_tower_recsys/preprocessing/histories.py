@@ -44,21 +44,30 @@ def recent_positives(positives: pl.DataFrame, n_users: int, max_length: int) -> 
 
     Ties on timestamp break by item_idx, which ascends with movieId: the split's own order.
     """
-    if max_length <= 0:
-        raise ValueError(f"max_length must be positive, got {max_length}")
     ordered = positives.select("user_idx", "timestamp", "item_idx").sort(
         ["user_idx", "timestamp", "item_idx"]
     )
     users = ordered.get_column("user_idx").to_numpy().astype(np.int64)
     items = ordered.get_column("item_idx").to_numpy().astype(np.int64)
-    counts = np.bincount(users, minlength=n_users)
+    return most_recent(users, items, n_users, max_length)
+
+
+def most_recent(rows: np.ndarray, items: np.ndarray, n_rows: int, max_length: int) -> UserHistories:
+    """The last ``max_length`` items of each row, oldest first, padded.
+
+    ``rows`` (ascending) and ``items`` list each row's items in time order, oldest first. Used for
+    the histories of the splits and for the fresh histories sent with requests alike.
+    """
+    if max_length <= 0:
+        raise ValueError(f"max_length must be positive, got {max_length}")
+    counts = np.bincount(rows, minlength=n_rows)
     first_row = np.cumsum(counts) - counts
-    skipped = np.maximum(counts - max_length, 0)  # older positives beyond the window
-    position = np.arange(len(users)) - first_row[users] - skipped[users]
+    skipped = np.maximum(counts - max_length, 0)  # older items beyond the window
+    position = np.arange(len(rows)) - first_row[rows] - skipped[rows]
     kept = position >= 0
     width = int(min(max_length, counts.max(initial=0)))
-    padded = np.full((n_users, max(width, 1)), PADDING_ITEM, dtype=np.int64)
-    padded[users[kept], position[kept]] = items[kept]
+    padded = np.full((n_rows, max(width, 1)), PADDING_ITEM, dtype=np.int64)
+    padded[rows[kept], position[kept]] = items[kept]
     return UserHistories(torch.from_numpy(padded), torch.from_numpy(np.minimum(counts, max_length)))
 
 

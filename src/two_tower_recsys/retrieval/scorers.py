@@ -56,7 +56,12 @@ class _DotProductScorer:
 
     @torch.no_grad()
     def score(self, users: torch.Tensor) -> torch.Tensor:
-        scores = self.user_vectors(users) @ self.item_embeddings_t
+        return self.score_vectors(self.user_vectors(users))
+
+    @torch.no_grad()
+    def score_vectors(self, vectors: torch.Tensor) -> torch.Tensor:
+        """Scores of user vectors from anywhere (e.g. a fresh history) against the catalogue."""
+        scores = vectors @ self.item_embeddings_t
         if self.temperature != 1.0:
             scores /= self.temperature
         return scores

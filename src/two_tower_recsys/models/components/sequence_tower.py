@@ -12,6 +12,9 @@ tower.
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
+from typing import Any
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -47,6 +50,25 @@ class CausalBlock(nn.Module):
         return x + self.residual_dropout(self.feed_forward(self.feed_forward_norm(x)))
 
 
+@dataclass(frozen=True)
+class TowerShape:
+    """What rebuilds a :class:`SequenceTower` around a movie table (the index records it)."""
+
+    max_history: int
+    n_blocks: int
+    n_heads: int
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TowerShape:
+        return cls(int(values["max_history"]), int(values["n_blocks"]), int(values["n_heads"]))
+
+
+ITEM_TABLE = "item_embedding.weight"  # the movie tower's table, stored once, as the item embeddings
+
+
 class SequenceTower(nn.Module):
     """``forward(history [B, L], lengths [B]) -> [B, dim]``; ``encode(history) -> [B, L, dim]``."""
 
@@ -69,6 +91,30 @@ class SequenceTower(nn.Module):
         self.input_dropout = nn.Dropout(dropout)
         self.blocks = nn.ModuleList(CausalBlock(self.dim, n_heads, dropout) for _ in range(n_blocks))
         self.output_norm = nn.LayerNorm(self.dim)
+
+    def shape(self) -> TowerShape:
+        return TowerShape(self.max_history, len(self.blocks), self.blocks[0].n_heads if self.blocks else 1)
+
+    def weights_without_items(self) -> dict[str, torch.Tensor]:
+        """Every weight but the shared movie table, detached, on the CPU."""
+        return {
+            name: tensor.detach().cpu().clone()
+            for name, tensor in self.state_dict().items()
+            if name != ITEM_TABLE
+        }
+
+    @classmethod
+    def from_weights(
+        cls, shape: TowerShape, item_embeddings: torch.Tensor, weights: dict[str, torch.Tensor]
+    ) -> SequenceTower:
+        """The tower saved by :meth:`weights_without_items` around ``item_embeddings``, in eval mode
+        (dropout is only ever used in training, so it is 0 here)."""
+        table = nn.Embedding.from_pretrained(item_embeddings.float(), freeze=True)
+        tower = cls(
+            table, max_history=shape.max_history, n_blocks=shape.n_blocks, n_heads=shape.n_heads, dropout=0.0
+        )
+        tower.load_state_dict({**weights, ITEM_TABLE: table.weight}, strict=True)
+        return tower.eval().requires_grad_(False)
 
     def encode(self, history: torch.Tensor) -> torch.Tensor:
         """The user vector after each prefix: row b, position j reads ``history[b, :j + 1]``."""
