@@ -116,6 +116,10 @@ BAD_REQUESTS = {
     "no rows": (split([]), "the request has no rows"),
     "over the row limit": (split([[1, 1]] * 10_001), "has 10001 rows; at most 10000 are allowed"),
     "too many recommendations": (split([[1, 300]] * 4_000), "at most 1000000 are allowed"),
+    "history for an id tower": (
+        json.dumps({"dataframe_records": [{"user_id": 1, "k": 3, "history": [1, 2]}]}),
+        "history: this model's user tower is an ID embedding (model.user_tower=id)",
+    ),
 }
 
 

@@ -6,9 +6,11 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
+from inference_support import write_known_index
 from support import TINY_SYNTHETIC, run_cli
 
 from two_tower_recsys.artifacts.store import load_index
+from two_tower_recsys.inference.recommender import Recommender
 from two_tower_recsys.pipelines import evaluate_pipeline, train_pipeline
 from two_tower_recsys.pipelines.hydra_edge import compose_settings
 from two_tower_recsys.pipelines.trained_scorers import load_checkpoint_module
@@ -103,3 +105,51 @@ def test_lazy_adam_with_a_sequence_tower_is_a_one_line_config_error(tmp_path):
         "error: model.user_tower=sequence needs trainer.optimizer=adam or adamw (lazy_adam updates "
         "embedding rows only; the transformer's weights are dense)"
     )
+
+
+def test_a_known_users_own_history_sent_fresh_answers_as_the_published_vector(trained):
+    """The published vectors and the request path read histories with the same tower: sending a
+    user's latest positives (oldest first) must give the answer their stored vector gives."""
+    root, overrides = trained
+    settings = compose_settings(overrides)
+    dataset = prepare_dataset(settings.data, settings.paths, progress=False)
+    core = Recommender.from_artifacts(root / "artifacts")
+    serving = histories_for(dataset, SERVING, 20)
+    users = [0, 1, int(serving.lengths.argmax())]
+    user_ids = [int(dataset.user_ids[user]) for user in users]
+    histories = [
+        dataset.item_ids[serving.items[user, : serving.lengths[user]].numpy()].tolist() for user in users
+    ]
+    fresh = core.recommend(user_ids, 10, histories=histories)
+    stored = core.recommend(user_ids, 10)
+    for got, expected in zip(fresh, stored, strict=True):
+        assert got.unknown_history_items == 0 and not got.fallback
+        assert [movie for movie, _, _ in got.recommendations] == [m for m, _, _ in expected.recommendations]
+        assert [score for _, score, _ in got.recommendations] == pytest.approx(
+            [score for _, score, _ in expected.recommendations], abs=1e-4
+        )
+
+
+def test_infer_reads_a_fresh_history_from_the_command_line(trained, tmp_path):
+    root, _ = trained
+    artifacts = root / "artifacts"
+    movies = load_index(artifacts).item_ids[:3].tolist()
+    history = f"infer.history=[{movies[0]},{movies[1]},{movies[2]},987654321]"
+    result = run_cli(
+        ["infer", "infer.user_id=-5", "infer.k=7", history, f"paths.artifacts_dir={artifacts}"], tmp_path
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    answer = json.loads(result.stdout)
+    assert answer["fallback"] is False and answer["unknown_history_items"] == 1
+    assert len(answer["recommendations"]) == 7
+    assert not {row[0] for row in answer["recommendations"]} & set(movies)
+
+
+def test_infer_with_a_history_on_an_id_tower_is_a_one_line_error(tmp_path):
+    artifacts = write_known_index(tmp_path / "artifacts")
+    result = run_cli(
+        ["infer", "infer.user_id=7", "infer.history=[10,20]", f"paths.artifacts_dir={artifacts}"], tmp_path
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("error: history: this model's user tower is an ID embedding")
+    assert "Traceback" not in result.stderr
