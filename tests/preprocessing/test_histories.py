@@ -5,7 +5,12 @@ import torch
 from support import SHARED_SMALL_ZIP
 
 from two_tower_recsys.pipelines.hydra_edge import compose_settings
-from two_tower_recsys.preprocessing.histories import SERVING, histories_for, recent_positives
+from two_tower_recsys.preprocessing.histories import (
+    SERVING,
+    histories_for,
+    recent_positives,
+    training_windows,
+)
 from two_tower_recsys.preprocessing.prepare import prepare_dataset
 
 
@@ -72,3 +77,34 @@ def test_serving_reads_every_split_and_validation_reads_train_only(dataset):
     assert int(serving.lengths.sum()) > int(test.lengths.sum())
     with pytest.raises(ValueError, match="no histories for split 'train'"):
         histories_for(dataset, "train", 5)
+
+
+def test_training_windows_make_every_positive_but_the_first_a_target_once():
+    # user 0: movies 10..16 (ties on timestamp 3 break by item), user 1: two movies, user 2: one.
+    frame = pl.DataFrame(
+        {
+            "user_idx": [0] * 7 + [1, 1, 2],
+            "item_idx": [10, 11, 13, 12, 14, 15, 16, 21, 20, 30],
+            "timestamp": [0, 1, 3, 3, 4, 5, 6, 1, 0, 0],
+        }
+    )
+    windows = training_windows(frame, n_users=3, max_inputs=3)
+    rows = [windows.items[i, : windows.lengths[i]].tolist() for i in range(len(windows.lengths))]
+    # newest window first per user: the movie before the first target, then the targets
+    assert rows == [[13, 14, 15, 16], [10, 11, 12, 13], [20, 21]]
+    targets = sorted(movie for row in rows for movie in row[1:])
+    assert targets == [11, 12, 13, 14, 15, 16, 21]  # each once; the first movies are never targets
+    assert torch.equal(windows.items[0], recent_positives(frame, 3, 4).items[0])  # newest = recent
+
+
+@pytest.mark.parametrize("max_inputs", [1, 2, 5, 50])
+def test_training_windows_cover_random_histories(max_inputs):
+    rng = np.random.default_rng(max_inputs)
+    users = np.repeat(np.arange(40), rng.integers(0, 30, 40))
+    frame = pl.DataFrame(
+        {"user_idx": users, "item_idx": np.arange(len(users)), "timestamp": rng.integers(0, 5, len(users))}
+    )
+    windows = training_windows(frame, n_users=40, max_inputs=max_inputs)
+    assert int(windows.lengths.max()) <= max_inputs + 1 and int(windows.lengths.min()) >= 2
+    counts = np.bincount(users, minlength=40)
+    assert int((windows.lengths - 1).sum()) == int(np.maximum(counts - 1, 0).sum())

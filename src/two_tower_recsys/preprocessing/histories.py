@@ -44,12 +44,45 @@ def recent_positives(positives: pl.DataFrame, n_users: int, max_length: int) -> 
 
     Ties on timestamp break by item_idx, which ascends with movieId: the split's own order.
     """
+    return most_recent(*_in_split_order(positives), n_users, max_length)
+
+
+def _in_split_order(positives: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(user_idx, item_idx) sorted by user, then (timestamp, item_idx): the split's own order."""
     ordered = positives.select("user_idx", "timestamp", "item_idx").sort(
         ["user_idx", "timestamp", "item_idx"]
     )
     users = ordered.get_column("user_idx").to_numpy().astype(np.int64)
-    items = ordered.get_column("item_idx").to_numpy().astype(np.int64)
-    return most_recent(users, items, n_users, max_length)
+    return users, ordered.get_column("item_idx").to_numpy().astype(np.int64)
+
+
+def training_windows(positives: pl.DataFrame, n_users: int, max_inputs: int) -> UserHistories:
+    """Every positive but each user's first as a next-movie target exactly once.
+
+    Each user's positives (split order) are cut, from the newest end, into windows of at most
+    ``max_inputs`` targets; a window's row holds the movie before its first target, then its
+    targets, so it is at most ``max_inputs + 1`` long and its inputs are ``row[:-1]``. The newest
+    window is what :func:`recent_positives` with ``max_inputs + 1`` gives; the older ones add
+    the rest of a long history instead of dropping it. Rows: windows, users ascending.
+    """
+    if max_inputs <= 0:
+        raise ValueError(f"max_inputs must be positive, got {max_inputs}")
+    users, items = _in_split_order(positives)
+    counts = np.bincount(users, minlength=n_users)
+    first_row = np.cumsum(counts) - counts
+    n_windows = np.where(counts >= 2, -(-(counts - 1) // max_inputs), 0)  # ceil((n - 1) / L)
+    window_user = np.repeat(np.arange(n_users), n_windows)
+    newest_first = np.arange(len(window_user)) - np.repeat(np.cumsum(n_windows) - n_windows, n_windows)
+    n = counts[window_user]
+    last_target = n - 1 - newest_first * max_inputs
+    first_target = np.maximum(1, n - (newest_first + 1) * max_inputs)
+    lengths = last_target - first_target + 2
+    window = np.repeat(np.arange(len(window_user)), lengths)
+    offset = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    source = np.repeat(first_row[window_user] + first_target - 1, lengths) + offset
+    padded = np.full((len(window_user), max_inputs + 1), PADDING_ITEM, dtype=np.int64)
+    padded[window, offset] = items[source]
+    return UserHistories(torch.from_numpy(padded), torch.from_numpy(lengths.astype(np.int64)))
 
 
 def most_recent(rows: np.ndarray, items: np.ndarray, n_rows: int, max_length: int) -> UserHistories:

@@ -1,11 +1,12 @@
 """Training sequences for the sequence user tower: next-movie prediction at every position.
 
-Each user contributes one sequence: their last ``max_history + 1`` train positives in the split's
-order. Inputs are all but the last movie, targets all but the first, so a user with n movies
-gives n - 1 target positions and the tower learns from every prefix in one pass (causal
-attention). Each epoch draws a fresh, seeded sample of at most ``max_targets`` target positions:
-the sequences in a random order, cut where the count is reached (the last one keeps only its
-first targets). Batches hold about ``batch_size`` target positions.
+Each user's train positives, in the split's order, are cut into windows of at most
+``max_history`` targets (:func:`training_windows`), so every train positive but the user's first is
+a target once per full pass. In a window, inputs are all but the last movie and targets all but
+the first: the tower learns from every prefix in one pass (causal attention). Each epoch draws
+a fresh, seeded sample of at most ``max_targets`` target positions: the windows in a random
+order, cut where the count is reached (the last one keeps only its first targets). Batches hold
+about ``batch_size`` target positions.
 
 Lightning calls ``set_epoch`` only on ``loader.sampler`` and ``loader.batch_sampler.sampler``,
 never on a batch sampler itself, so the batch sampler reads its epoch from an
@@ -23,7 +24,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from two_tower_recsys.preprocessing.histories import UserHistories, histories_for
+from two_tower_recsys.preprocessing.histories import UserHistories, histories_for, training_windows
 from two_tower_recsys.preprocessing.processed import ProcessedDataset
 from two_tower_recsys.preprocessing.split import VAL
 from two_tower_recsys.retrieval.scorers import Scorer
@@ -137,7 +138,7 @@ def _keep_batch(batch: SequenceBatch) -> SequenceBatch:
 def epoch_sequences_loader(
     histories: UserHistories, *, max_targets: int, batch_size: int, seed: int
 ) -> DataLoader:
-    """``histories``: each user's last ``max_history + 1`` train positives."""
+    """``histories``: training windows, each at most ``max_history + 1`` movies."""
     sequences = TrainingSequences(histories)
     batches = EpochSequenceBatches(sequences.n_targets, max_targets, batch_size, seed)
     return DataLoader(sequences, batch_sampler=batches, collate_fn=_keep_batch, num_workers=0)
@@ -171,8 +172,7 @@ class SequenceTraining:
 def sequence_training(
     dataset: ProcessedDataset, model_cfg: ModelConfig, trainer_cfg: TrainerConfig, seed: int
 ) -> SequenceTraining:
-    # One sequence per user: the last max_history + 1 train positives (max_history inputs).
-    sequences = histories_for(dataset, VAL, model_cfg.max_history + 1)
+    sequences = training_windows(dataset.train, dataset.n_users, model_cfg.max_history)
     validation_histories = histories_for(dataset, VAL, model_cfg.max_history)
 
     def scorer_of(module: L.LightningModule) -> Scorer:
