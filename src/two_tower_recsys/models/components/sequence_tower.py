@@ -139,7 +139,8 @@ class SequenceTower(nn.Module):
     ) -> torch.Tensor:
         """User vectors of many padded histories, in batches, in eval mode (dropout off)."""
         was_training = self.training
-        self.eval()
+        if was_training:  # switching modes walks every submodule: a cost per call when serving
+            self.eval()
         try:
             rows = []
             for start in range(0, len(history), batch_size):
@@ -147,5 +148,6 @@ class SequenceTower(nn.Module):
                 width = max(int(batch_lengths.max()), 1)  # the batch's padding beyond it is unread
                 rows.append(self(history[start : start + batch_size, :width], batch_lengths))
         finally:
-            self.train(was_training)
+            if was_training:
+                self.train()
         return torch.cat(rows) if rows else torch.empty(0, self.dim)

@@ -1,0 +1,154 @@
+"""The ID and the sequence user towers side by side: metrics with intervals, their paired difference,
+and the users whose validation and test movies share a timestamp.
+
+    .venv/bin/python benchmarks/bench_tower_comparison.py --zip ../shared/data/ml-latest-small.zip \\
+        --seeds 0,1,2 [--sequence-override model.max_history=100 ...]
+
+Per seed, each tower is trained by the real `two-tower train` in a scratch directory, then its
+best checkpoint is rescored on validation and test by the one evaluator (a sequence tower reads
+only what precedes each split), so both towers' per-user ranks are in one process. One JSON line
+per seed and split with, for all users and for the two groups "shared" (the user's validation and
+test movies carry the same timestamp: a bulk rating session) and "other":
+- every metric of both towers with its percentile-bootstrap interval (eval.bootstrap_* settings);
+- the paired difference sequence - id over the same resampled users, with its interval.
+The last line averages the point values over seeds. The test split is read here: run it once the
+configuration was chosen on validation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+TOWERS = ("id", "sequence")
+# The sequence tower's configuration; the ID tower runs with the defaults.
+SEQUENCE = [
+    "model.user_tower=sequence",
+    "model.negatives=full",
+    "model.l2_reg=0",
+    "trainer.optimizer=adamw",
+    "trainer.weight_decay=0.1",
+    "trainer.lr=0.005",
+    "trainer.max_epochs=20",
+]
+GROUPS = ("all", "shared", "other")
+
+
+def train_and_rank(overrides: list[str], scratch: Path) -> tuple[dict[str, np.ndarray], dict, dict]:
+    """Train in ``scratch``; (ranks per split, the split's tasks' shared-timestamp masks, run info)."""
+    from two_tower_recsys.pipelines import train_pipeline
+    from two_tower_recsys.pipelines.evaluation_suite import evaluate_on_splits, evaluation_tasks
+    from two_tower_recsys.pipelines.hydra_edge import compose_settings
+    from two_tower_recsys.pipelines.trained_scorers import load_checkpoint_module, split_scorers
+    from two_tower_recsys.preprocessing.prepare import prepare_dataset
+
+    os.chdir(scratch)
+    settings = compose_settings(overrides)
+    started = time.perf_counter()
+    train_pipeline.run(settings)
+    seconds = time.perf_counter() - started
+    dataset = prepare_dataset(settings.data, settings.paths, progress=False)
+    tasks = evaluation_tasks(dataset)
+    module = load_checkpoint_module(settings.paths.artifacts_dir)
+    results = evaluate_on_splits(
+        split_scorers(module, dataset), tasks, settings.eval, progress=False, label="rescore"
+    )
+    shared = shared_timestamp_users(dataset)
+    masks = {split: shared[task.users] for split, task in tasks.items()}
+    manifest = json.loads((settings.paths.artifacts_dir / "manifest.json").read_text())
+    info = {"best_epoch": manifest["best_epoch"], "seconds": round(seconds, 1)}
+    return {split: result.ranks for split, result in results.items()}, masks, info
+
+
+def shared_timestamp_users(dataset) -> np.ndarray:
+    """Per user index: True where the validation and the test movie carry the same timestamp."""
+    shared = np.zeros(dataset.n_users, dtype=bool)
+    val = dataset.val.select("user_idx", "timestamp")
+    both = val.join(dataset.test.select("user_idx", "timestamp"), on="user_idx", suffix="_test")
+    same = both.filter(both["timestamp"] == both["timestamp_test"]).get_column("user_idx").to_numpy()
+    shared[same] = True
+    return shared
+
+
+def compare(ranks: dict[str, np.ndarray], eval_settings) -> dict:
+    from two_tower_recsys.evaluation.bootstrap import BootstrapSettings, bootstrap_metrics, pair_name
+    from two_tower_recsys.evaluation.metrics import summarize
+
+    names = list(summarize(ranks["id"], eval_settings.recall_ks, eval_settings.ndcg_ks))
+    settings = BootstrapSettings(
+        eval_settings.bootstrap_resamples, eval_settings.bootstrap_seed, eval_settings.confidence
+    )
+    bootstrap = bootstrap_metrics(ranks, names, settings, pairs=[("sequence", "id")])
+    out = {"users": len(ranks["id"])}
+    for tower in TOWERS:
+        metrics = summarize(ranks[tower], eval_settings.recall_ks, eval_settings.ndcg_ks)
+        out[tower] = {
+            name: [round(metrics[name], 4), *(round(b, 4) for b in bootstrap.intervals[tower][name])]
+            for name in names
+        }
+    out["sequence-id"] = {
+        name: [round(d.diff, 4), *(round(b, 4) for b in d.interval)]
+        for name, d in bootstrap.paired[pair_name("sequence", "id")].items()
+    }
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--zip", type=Path, required=True)
+    parser.add_argument("--data", default="ml-latest-small")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--sequence-override", action="append", default=[])
+    parser.add_argument("--id-override", action="append", default=[])
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
+
+    from two_tower_recsys.pipelines.hydra_edge import compose_settings
+
+    zip_path = args.zip.resolve()
+    tower_overrides = {"id": args.id_override, "sequence": [*SEQUENCE, *args.sequence_override]}
+    eval_settings = compose_settings([]).eval
+    lines = []
+    for seed in (int(seed) for seed in args.seeds.split(",")):
+        common = [f"data={args.data}", f"paths.raw_zip={zip_path}", "logging.enabled=false"]
+        common += ["trainer.progress_bar=false", f"seed={seed}"]
+        ranks, info = {}, {}
+        for tower in TOWERS:
+            with tempfile.TemporaryDirectory() as scratch:
+                ranks[tower], masks, info[tower] = train_and_rank(
+                    [*common, *tower_overrides[tower]], Path(scratch)
+                )
+        for split in ("val", "test"):
+            selections = {"all": slice(None), "shared": masks[split], "other": ~masks[split]}
+            line = {"seed": seed, "split": split, "runs": info}
+            for group in GROUPS:
+                chosen = {tower: ranks[tower][split][selections[group]] for tower in TOWERS}
+                line[group] = compare(chosen, eval_settings)
+            lines.append(line)
+            print(json.dumps(line), flush=True)
+    summary = {"mean_over_seeds": sorted({line["seed"] for line in lines})}
+    for split in ("val", "test"):
+        of_split = [line for line in lines if line["split"] == split]
+        summary[split] = {
+            group: {
+                key: {
+                    name: round(statistics.mean(line[group][key][name][0] for line in of_split), 4)
+                    for name in of_split[0][group][key]
+                }
+                for key in (*TOWERS, "sequence-id")
+            }
+            for group in GROUPS
+        }
+    print(json.dumps(summary), flush=True)
+
+
+if __name__ == "__main__":
+    main()
