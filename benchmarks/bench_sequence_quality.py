@@ -23,15 +23,7 @@ from pathlib import Path
 TOWERS = {
     "id": [],  # the defaults
     # The recipe: AdamW with weight decay, full softmax at every position.
-    "sequence": [
-        "model.user_tower=sequence",
-        "model.negatives=full",
-        "model.l2_reg=0",
-        "trainer.optimizer=adamw",
-        "trainer.weight_decay=0.1",
-        "trainer.lr=0.005",
-        "trainer.max_epochs=20",
-    ],
+    "sequence": ["experiment=sequence"],  # configs/experiment/sequence.yaml: the recipe
 }
 
 

@@ -30,15 +30,7 @@ import numpy as np
 
 TOWERS = ("id", "sequence")
 # The sequence tower's configuration; the ID tower runs with the defaults.
-SEQUENCE = [
-    "model.user_tower=sequence",
-    "model.negatives=full",
-    "model.l2_reg=0",
-    "trainer.optimizer=adamw",
-    "trainer.weight_decay=0.1",
-    "trainer.lr=0.005",
-    "trainer.max_epochs=20",
-]
+SEQUENCE = ["experiment=sequence"]  # configs/experiment/sequence.yaml: the recipe
 GROUPS = ("all", "shared", "other")
 
 

@@ -122,3 +122,19 @@ def test_bad_sequence_tower_settings_are_one_line_errors(overrides, message):
     with pytest.raises(ConfigError) as error:
         compose_settings(overrides)
     assert str(error.value).startswith(message)
+
+
+def test_the_sequence_experiment_sets_the_recipe_and_keeps_later_overrides():
+    settings = compose_settings(["experiment=sequence", "trainer.max_epochs=3"])
+    assert (settings.model.user_tower, settings.model.negatives, settings.model.l2_reg) == (
+        "sequence",
+        "full",
+        0.0,
+    )
+    assert (settings.trainer.optimizer, settings.trainer.weight_decay, settings.trainer.lr) == (
+        "adamw",
+        0.1,
+        0.005,
+    )
+    assert settings.trainer.max_epochs == 3
+    assert compose_settings().model.user_tower == "id"  # the default stays the ID tower
