@@ -1,8 +1,8 @@
 """Benchmark the served model over loopback HTTP on an ML-20M-sized index, beside a no-op model.
 
-    .venv/bin/python benchmarks/bench_serving.py                       # two-tower serve stack, 1 worker
-    .venv/bin/python benchmarks/bench_serving.py --stack mlflow        # plain `mlflow models serve`
-    .venv/bin/python benchmarks/bench_serving.py --workers 2 --rounds 7
+    .venv/bin/python benchmarks/bench_serving.py                 # two-tower serve stack, its defaults
+    .venv/bin/python benchmarks/bench_serving.py --stack mlflow  # plain `mlflow models serve`
+    .venv/bin/python benchmarks/bench_serving.py --workers 1 --rounds 7
 
 Packages the random index of bench_inference.py (written if missing) and a no-op pyfunc model
 (``noop_model.py``: an empty answer for any request), and starts both on the same server stack
@@ -18,7 +18,9 @@ is ``mlflow models serve --env-manager local``. The machine may be shared, so th
 
 Reported: the median over rounds of each figure for both servers, their ratios (ours / no-op),
 the targets (one client p50 <= 1.3x the no-op's, 16 clients >= 0.6x its requests/s, 0 errors),
-time to the first answer and the peak RSS of each server's process tree (sampled every 0.1 s).
+the server's CPU time per request in each part (its process tree's user + system time over the
+requests: the figure a shared machine disturbs least), time to the first answer and the peak RSS
+of each server's process tree (sampled every 0.1 s).
 Printed and written to ``benchmarks/results/bench_serving[-<label>].json``.
 """
 
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -69,7 +72,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--noop-package", type=Path, default=RESULTS / "mlflow_model-noop")
     parser.add_argument("--stack", choices=["two-tower", "mlflow"], default="two-tower")
-    parser.add_argument("--workers", type=int, default=1, help="server worker processes")
+    parser.add_argument(
+        "--workers", type=int, default=ServeConfig().workers, help="server worker processes (serve.workers)"
+    )
     parser.add_argument("--server-env", nargs="*", default=[], help="KEY=VALUE for the server processes")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (no-op, ours)")
     parser.add_argument("--single-requests", type=int, default=300, help="per round")
@@ -212,9 +217,30 @@ def percentiles(seconds: list[float]) -> dict[str, float]:
     return {"p50_ms": float(np.percentile(values, 50)), "p99_ms": float(np.percentile(values, 99))}
 
 
-def measure_round(url: str, user_ids: np.ndarray, args: argparse.Namespace) -> dict:
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) used so far by a process and all its descendants."""
+    root, total = psutil.Process(pid), 0.0
+    for process in [root, *root.children(recursive=True)]:
+        with contextlib.suppress(psutil.Error):
+            times = process.cpu_times()
+            total += times.user + times.system
+    return total
+
+
+def measure_round(url: str, server_pid: int, user_ids: np.ndarray, args: argparse.Namespace) -> dict:
+    """Latency and throughput, and the server's CPU time per request in each part.
+
+    CPU time per request is the figure a shared machine disturbs least: wall-clock figures
+    stretch with whatever else runs, CPU time much less. On a machine of its own, a server whose
+    cores are busy serves about (cores / CPU time per request) requests per second.
+    """
+    cpu_before = tree_cpu_s(server_pid)
     single = one_client(url, user_ids, args.k, args.single_requests)
+    cpu_single = tree_cpu_s(server_pid)
     load = asyncio.run(concurrent_clients(url, user_ids.tolist(), args.k, args.clients, args.duration))
+    cpu_load = tree_cpu_s(server_pid)
+    single["cpu_ms_per_request"] = (cpu_single - cpu_before) * 1000 / single["requests"]
+    load["cpu_ms_per_request"] = (cpu_load - cpu_single) * 1000 / max(load["requests"], 1)
     return {"one_client": single, "concurrent": load}
 
 
@@ -225,9 +251,12 @@ def summarise(rounds: list[dict]) -> dict:
         return statistics.median(r[part][key] for r in rounds)
 
     return {
-        "one_client": {key: median("one_client", key) for key in ("p50_ms", "p99_ms")}
+        "one_client": {key: median("one_client", key) for key in ("p50_ms", "p99_ms", "cpu_ms_per_request")}
         | {"errors": sum(r["one_client"]["errors"] for r in rounds)},
-        "concurrent": {key: median("concurrent", key) for key in ("requests_per_s", "p50_ms", "p99_ms")}
+        "concurrent": {
+            key: median("concurrent", key)
+            for key in ("requests_per_s", "p50_ms", "p99_ms", "cpu_ms_per_request")
+        }
         | {"errors": sum(r["concurrent"]["errors"] for r in rounds)},
     }
 
@@ -257,7 +286,7 @@ def main() -> None:
             for number in range(args.rounds):
                 order = ["noop", "ours"] if number % 2 == 0 else ["ours", "noop"]
                 for name in order:
-                    rounds[name].append(measure_round(urls[name], user_ids, args))
+                    rounds[name].append(measure_round(urls[name], processes[name].pid, user_ids, args))
                 print(
                     f"round {number + 1}/{args.rounds}: 1 client p50 noop "
                     f"{rounds['noop'][-1]['one_client']['p50_ms']:.2f} / ours "
@@ -279,6 +308,10 @@ def main() -> None:
         "one_client_p99": ours["one_client"]["p99_ms"] / noop["one_client"]["p99_ms"],
         "concurrent_rps": ours["concurrent"]["requests_per_s"] / noop["concurrent"]["requests_per_s"],
         "concurrent_p50": ours["concurrent"]["p50_ms"] / noop["concurrent"]["p50_ms"],
+        "one_client_cpu_per_request": ours["one_client"]["cpu_ms_per_request"]
+        / noop["one_client"]["cpu_ms_per_request"],
+        "concurrent_cpu_per_request": ours["concurrent"]["cpu_ms_per_request"]
+        / noop["concurrent"]["cpu_ms_per_request"],
     }
     errors = sum(s["one_client"]["errors"] + s["concurrent"]["errors"] for s in summary.values())
     met = {
@@ -314,6 +347,13 @@ def main() -> None:
         ("1 client p99 (ms)", "one_client", "p99_ms", ratios["one_client_p99"]),
         (f"{args.clients} clients req/s", "concurrent", "requests_per_s", ratios["concurrent_rps"]),
         (f"{args.clients} clients p50 (ms)", "concurrent", "p50_ms", ratios["concurrent_p50"]),
+        ("1 client CPU ms/request", "one_client", "cpu_ms_per_request", ratios["one_client_cpu_per_request"]),
+        (
+            f"{args.clients} clients CPU ms/request",
+            "concurrent",
+            "cpu_ms_per_request",
+            ratios["concurrent_cpu_per_request"],
+        ),
     ]
     for title, part, key, ratio in rows:
         print(f"{title:28}{noop[part][key]:>10.2f}{ours[part][key]:>10.2f}{ratio:>12.2f}")

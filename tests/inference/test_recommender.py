@@ -145,6 +145,30 @@ def test_random_index_invariants(random_index_dir):
         )
 
 
+def test_answers_are_the_top_items_rows_cut_before_the_first_excluded_movie(random_index_dir):
+    """The answer building (triples per row) adds, drops and reorders nothing: each answer is
+    its row of :meth:`top_items`, up to its own k, stopping at the first -inf (excluded) score."""
+    recommender = Recommender.from_artifacts(random_index_dir)
+    index = recommender.index
+    users = np.arange(1, 201)
+    ks = np.array([[1, 7, 50, 300, 1000][user % 5] for user in users.tolist()])  # 300: whole catalogue
+    answers = recommender.recommend(users, ks)
+    clamped = np.minimum(ks, index.n_items)
+    values, items = recommender.top_items(users - 1, clamped, "rated")  # ids 1..200 are indices 0..199
+    cut_short = 0
+    for answer, k, row_values, row_items in zip(
+        answers, clamped, values.tolist(), items.tolist(), strict=True
+    ):
+        kept = [
+            (int(index.item_ids[item]), value, index.titles[item])
+            for item, value in zip(row_items[:k], row_values[:k], strict=True)
+        ]
+        kept = kept[: next((i for i, (_, value, _) in enumerate(kept) if value == float("-inf")), k)]
+        assert answer.k == k and answer.recommendations == kept
+        cut_short += len(kept) < k
+    assert cut_short == 80  # every k = 300 or 1000 (clamped to 300) row stops before the rated movies
+
+
 @pytest.fixture(scope="module")
 def exact_and_hnsw(random_index_dir):
     exact = Recommender.from_artifacts(random_index_dir, batch_size=64)

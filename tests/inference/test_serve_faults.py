@@ -117,9 +117,10 @@ def test_soak_mixed_traffic_no_5xx_flat_memory(server, core):
 
     def client(seed: int, deadline: float) -> None:
         rng = random.Random(seed)
-        # A few clients start with a big request, so that the allocator reaches its high-water
-        # mark in the server's threads during warm-up.
-        first = seed < 4
+        # Every warm-up client (seeds 0..15) starts with a big request, so that the allocator
+        # reaches its high-water mark during warm-up in the threads of every worker process:
+        # each connection stays with the worker that accepted it, whichever that is.
+        first = seed < SOAK_CLIENTS
         with requests.Session() as session:
             while time.monotonic() < deadline:
                 draw, first = (0.0 if first else rng.random()), False

@@ -60,6 +60,7 @@ INDEX_CHOICES: tuple[str, ...] = ("exact", "hnsw")
 MAX_ANN_FETCH = 4096
 MIN_ANN_FETCH = 16
 MAX_HISTORY_ITEMS = 10_000  # movieIds in one user's request history (infer.max_history_items)
+_MINUS_INF = float("-inf")
 
 
 @dataclass(frozen=True)
@@ -214,21 +215,23 @@ class Recommender:
         fresh = self._fresh_histories(histories, len(ids))
         indices, known = self._users.indices(ids)
         answers: list[UserRecommendations | None] = [None] * len(ids)
-        by_id = known.copy()
+        id_list, k_list = ids.tolist(), ks.tolist()  # Python ints: cheaper to index per row
+        known_rows = np.flatnonzero(known)
         if fresh is not None:
+            by_id = known.copy()
             by_id[fresh.rows] = False
+            known_rows = np.flatnonzero(by_id)
             self._answer_histories(fresh, ids, ks, indices, known, exclude, answers)
-        known_rows = np.flatnonzero(by_id)
         for start in range(0, len(known_rows), self.batch_size):
             rows = known_rows[start : start + self.batch_size]
             values, items = self.top_items(indices[rows], ks[rows], exclude)
-            for row, triples in zip(rows, self._triples(values, items, ks[rows]), strict=True):
-                answers[row] = UserRecommendations(int(ids[row]), int(ks[row]), False, triples)
-        for row in np.flatnonzero(~known):
-            if answers[row] is None:
-                answers[row] = UserRecommendations(
-                    int(ids[row]), int(ks[row]), True, self._popular[: ks[row]]
-                )
+            for row, triples in zip(rows.tolist(), self._triples(values, items, ks[rows]), strict=True):
+                answers[row] = UserRecommendations(id_list[row], k_list[row], False, triples)
+        if len(known_rows) < len(ids):
+            for row in np.flatnonzero(~known).tolist():
+                if answers[row] is None:  # not answered from a history
+                    k_row = k_list[row]
+                    answers[row] = UserRecommendations(id_list[row], k_row, True, self._popular[:k_row])
         return answers  # type: ignore[return-value]  # every row was answered above
 
     def _fresh_histories(
@@ -372,18 +375,20 @@ class Recommender:
         return values, torch.gather(candidates, 1, order)
 
     def _triples(self, values: torch.Tensor, items: torch.Tensor, ks: np.ndarray) -> list[list[Triple]]:
-        # Excluded movies score -inf and sort last: cut each row before the first of them.
-        # (Counted in NumPy: for one user, each small torch operation costs more than the count.)
-        available = np.count_nonzero(values.numpy() != -np.inf, axis=1).tolist()
-        return [
-            [
-                (self._movie_ids[item], score, self._titles[item])
-                for item, score in zip(row_items[:count], row_values[:count], strict=True)
-            ]
-            for row_items, row_values, count in zip(
-                items.tolist(), values.tolist(), np.minimum(ks, available).tolist(), strict=True
+        movie_ids, titles = self._movie_ids, self._titles
+        answers = []
+        # Plain Python on the rows' lists: for the one-user requests of serving, every NumPy or
+        # torch call on these tiny arrays costs more than the whole loop.
+        for row_items, row_values, k in zip(items.tolist(), values.tolist(), ks.tolist(), strict=True):
+            # Excluded movies score -inf and sort last: cut the row before the first of them.
+            count = k if row_values[k - 1] != _MINUS_INF else row_values.index(_MINUS_INF)
+            answers.append(
+                [
+                    (movie_ids[item], score, titles[item])
+                    for item, score in zip(row_items[:count], row_values[:count], strict=True)
+                ]
             )
-        ]
+        return answers
 
     def _popularity_ranking(self, index: RetrievalIndex) -> tuple[list[Triple], np.ndarray]:
         """The cold-start answer: every movie by number of positives, ties in catalogue order."""

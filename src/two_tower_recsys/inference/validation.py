@@ -23,6 +23,7 @@ from two_tower_recsys.errors import RequestError
 
 USER_ID, K, HISTORY = "user_id", "k", "history"
 COLUMNS = (USER_ID, K)  # required; HISTORY is optional
+_REQUEST_COLUMNS = list(COLUMNS)
 _INT64 = np.iinfo(np.int64)
 
 
@@ -216,6 +217,15 @@ def _integer_rows(frame: pd.DataFrame, names: list[str]) -> RequestRows:
     return RequestRows(integer_column(user_ids, USER_ID), integer_column(ks, K))
 
 
+def _check_column_names(names: list[str]) -> None:
+    duplicated = sorted(name for name, count in Counter(names).items() if count > 1)
+    if duplicated:
+        raise RequestError(f"column(s) {', '.join(duplicated)} appear more than once")
+    missing = [name for name in COLUMNS if name not in names]
+    if missing:
+        raise RequestError(f"missing column(s) {', '.join(missing)}; send columns user_id and k")
+
+
 @dataclass(frozen=True)
 class RequestLimits:
     """How big one serving request may be (``infer.max_request_rows`` / ``max_response_items``)."""
@@ -226,21 +236,17 @@ class RequestLimits:
 
     def parse(self, frame: pd.DataFrame | Mapping[str, Any], n_items: int) -> RequestRows:
         """Validate a request table (columns user_id and k, optionally history; others are
-        ignored): every problem,
-        including a table with more rows or more recommendations in all than allowed, is a
-        RequestError."""
+        ignored): every problem, including a table with more rows or more recommendations in all
+        than allowed, is a RequestError."""
         frame = as_table(frame)
         names = [str(name) for name in frame.columns]  # pandas' Index.is_unique costs ~50 us a call
-        duplicated = sorted(name for name, count in Counter(names).items() if count > 1)
-        if duplicated:
-            raise RequestError(f"column(s) {', '.join(duplicated)} appear more than once")
-        missing = [name for name in COLUMNS if name not in names]
-        if missing:
-            raise RequestError(f"missing column(s) {', '.join(missing)}; send columns user_id and k")
-        if len(frame) == 0:
+        if names != _REQUEST_COLUMNS:  # the usual request has exactly these: nothing to look for
+            _check_column_names(names)
+        n_rows = len(frame)
+        if n_rows == 0:
             raise RequestError("the request has no rows; send at least one [user_id, k] row")
-        if len(frame) > self.max_rows:
-            raise RequestError(f"the request has {len(frame)} rows; at most {self.max_rows} are allowed")
+        if n_rows > self.max_rows:
+            raise RequestError(f"the request has {n_rows} rows; at most {self.max_rows} are allowed")
         rows = _integer_rows(frame, names)
         _check_positive(rows.ks)
         items = int(np.minimum(rows.ks, n_items).sum())

@@ -3,10 +3,11 @@
 ``mlflow models serve -m <package> --env-manager local`` runs ``uvicorn`` *by name*, so it fails
 unless the virtualenv's ``bin/`` is on ``PATH``. This command builds the same server without that
 assumption: MLflow's own environment for it (``scoring_server.get_cmd``: model path, request
-timeout), then ``python -m uvicorn`` with this interpreter, serving MLflow's scoring app wrapped in
-:class:`~two_tower_recsys.serving.two_tower_asgi.ScoringGuard` (clean 4xx for bodies MLflow
-answers with a traceback or a bare 500). The process becomes the server (``exec``), so signals and
-exit status are uvicorn's.
+timeout), then uvicorn's command line with this interpreter (``serving/two_tower_uvicorn.py``:
+``python -m uvicorn`` that keeps ``TCP_NODELAY`` with several workers), serving MLflow's scoring
+app wrapped in :class:`~two_tower_recsys.serving.two_tower_asgi.ScoringGuard` (clean 4xx for
+bodies MLflow answers with a traceback or a bare 500). The process becomes the server (``exec``),
+so signals and exit status are uvicorn's.
 
 Before starting, a problem is one line and exit status 2: no package at ``serve.model``, a package
 whose index fails its manifest, a default package older than the index in ``paths.artifacts_dir``
@@ -27,6 +28,8 @@ from two_tower_recsys.settings import AppConfig, ServeConfig
 
 APP_DIR = Path(__file__).resolve().parents[1] / "serving"
 APP_FACTORY = "two_tower_asgi:create_app"
+# uvicorn's command line, with TCP_NODELAY kept under --workers N (see two_tower_uvicorn.py)
+LAUNCHER = APP_DIR / "two_tower_uvicorn.py"
 PACKAGED_INDEX = Path("artifacts") / "index"  # inference.pyfunc_model.INDEX_ARTIFACT, as saved by MLflow
 
 
@@ -105,7 +108,7 @@ def server_command(package: Path, serve: ServeConfig) -> tuple[list[str], dict[s
     env.update(OMP_NUM_THREADS=str(serve.torch_threads), MKL_NUM_THREADS=str(serve.torch_threads))
     # Anything else the server starts by name finds this environment's tools first.
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
-    argv = [sys.executable, "-m", "uvicorn", "--host", serve.host, "--port", str(serve.port)]
+    argv = [sys.executable, str(LAUNCHER), "--host", serve.host, "--port", str(serve.port)]
     argv += ["--workers", str(serve.workers), "--app-dir", str(APP_DIR), "--factory", APP_FACTORY]
     return argv, env
 
