@@ -2,7 +2,8 @@
 and the users whose validation and test movies share a timestamp.
 
     .venv/bin/python benchmarks/bench_tower_comparison.py --zip ../shared/data/ml-latest-small.zip \\
-        --seeds 0,1,2 [--sequence-override model.max_history=100 ...]
+        --seeds 0,1,2 [--towers id,sequence] [--out benchmarks/results/towers] \\
+        [--sequence-override model.max_history=100 ...]
 
 Per seed, each tower is trained by the real `two-tower train` in a scratch directory, then its
 best checkpoint is rescored on validation and test by the one evaluator (a sequence tower reads
@@ -12,12 +13,15 @@ test movies carry the same timestamp: a bulk rating session) and "other":
 - every metric of both towers with its percentile-bootstrap interval (eval.bootstrap_* settings);
 - the paired difference sequence - id over the same resampled users, with its interval.
 The last line averages the point values over seeds. The test split is read here: run it once the
-configuration was chosen on validation.
+configuration was chosen on validation. Each run's ranks are kept in ``--out`` (one file per tower
+and seed) and reused when present, so the towers can be trained by separate invocations
+(``--towers id`` and ``--towers sequence`` side by side) and compared by a last one.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import os
@@ -100,7 +104,11 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--sequence-override", action="append", default=[])
     parser.add_argument("--id-override", action="append", default=[])
+    parser.add_argument("--towers", default="id,sequence", help="train these (the others must be in --out)")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/towers"))
     args = parser.parse_args()
+    args.out = args.out.resolve()
+    args.out.mkdir(parents=True, exist_ok=True)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
 
     from two_tower_recsys.pipelines.hydra_edge import compose_settings
@@ -114,10 +122,28 @@ def main() -> None:
         common += ["trainer.progress_bar=false", f"seed={seed}"]
         ranks, info = {}, {}
         for tower in TOWERS:
-            with tempfile.TemporaryDirectory() as scratch:
-                ranks[tower], masks, info[tower] = train_and_rank(
-                    [*common, *tower_overrides[tower]], Path(scratch)
-                )
+            # the overrides' digest in the name: another configuration never reuses these ranks
+            digest = hashlib.sha256(json.dumps([args.data, *tower_overrides[tower]]).encode()).hexdigest()[:8]
+            kept = args.out / f"ranks_{tower}_{digest}_seed{seed}.npz"
+            if not kept.exists() and tower in args.towers.split(","):
+                with tempfile.TemporaryDirectory() as scratch:
+                    split_ranks, masks, run = train_and_rank(
+                        [*common, *tower_overrides[tower]], Path(scratch)
+                    )
+                arrays = {f"ranks_{s}": r for s, r in split_ranks.items()}
+                arrays |= {f"shared_{s}": m for s, m in masks.items()}
+                np.savez(kept, run=json.dumps(run), **arrays)
+            if not kept.exists():
+                continue
+            stored = np.load(kept)
+            ranks[tower] = {split: stored[f"ranks_{split}"] for split in ("val", "test")}
+            masks = {split: stored[f"shared_{split}"] for split in ("val", "test")}
+            info[tower] = json.loads(str(stored["run"]))
+        if len(ranks) < len(TOWERS):
+            print(
+                f"seed {seed}: trained {sorted(ranks)}; the other tower is not in {args.out} yet", flush=True
+            )
+            continue
         for split in ("val", "test"):
             selections = {"all": slice(None), "shared": masks[split], "other": ~masks[split]}
             line = {"seed": seed, "split": split, "runs": info}
@@ -126,6 +152,8 @@ def main() -> None:
                 line[group] = compare(chosen, eval_settings)
             lines.append(line)
             print(json.dumps(line), flush=True)
+    if not lines:
+        return
     summary = {"mean_over_seeds": sorted({line["seed"] for line in lines})}
     for split in ("val", "test"):
         of_split = [line for line in lines if line["split"] == split]
