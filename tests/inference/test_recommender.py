@@ -10,6 +10,7 @@ from two_tower_recsys.artifacts.store import load_index
 from two_tower_recsys.errors import ArtifactError, ConfigError, RequestError
 from two_tower_recsys.evaluation.evaluator import EvaluationTask, compute_ranks
 from two_tower_recsys.inference.recommender import Recommender
+from two_tower_recsys.retrieval.topk import uses_two_stages
 
 
 @pytest.fixture(scope="module")
@@ -190,3 +191,17 @@ def test_users_the_graph_leaves_short_fall_back_to_exact(random_index_dir, exact
 def test_an_unknown_index_kind_is_a_config_error(random_index_dir):
     with pytest.raises(ConfigError, match="index must be one of exact, hnsw"):
         Recommender.from_artifacts(random_index_dir, index="ivf")
+
+
+def test_batches_ranked_in_two_stages_and_chunks_answer_as_single_users_do(random_index_dir, monkeypatch):
+    """k = 2 of 300 movies takes the two-stage top-k for batches; 16-user chunks split each batch."""
+    monkeypatch.setattr("two_tower_recsys.retrieval.topk.SCORE_CHUNK_BYTES", 4 * 300 * 16)
+    recommender = Recommender.from_artifacts(random_index_dir, batch_size=64)
+    assert uses_two_stages(16, recommender.n_items, 2)
+    users = list(range(1, 201))
+    for batched, user in zip(recommender.recommend(users, 2), users, strict=True):
+        (single,) = recommender.recommend([user], 2)
+        assert [m for m, _, _ in batched.recommendations] == [m for m, _, _ in single.recommendations]
+        assert [s for _, s, _ in batched.recommendations] == pytest.approx(
+            [s for _, s, _ in single.recommendations], rel=1e-5
+        )

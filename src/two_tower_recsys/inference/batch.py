@@ -27,6 +27,10 @@ from two_tower_recsys.utils.fileio import atomic_path
 SCHEMA = pa.schema(
     [("user_id", pa.int64()), ("rank", pa.int32()), ("movieId", pa.int64()), ("score", pa.float32())]
 )
+# Dictionary-encode only the columns that repeat (each user_id k times, ranks 1..k per user): on
+# movieId and score it cost half the writing time and made the file larger (ML-20M shape, k=100:
+# 11.5 -> 5.2 ms of CPU per 1,024 users, 125 -> 113 MB).
+PARQUET_OPTIONS: dict[str, object] = {"use_dictionary": ["user_id", "rank"]}
 
 
 @dataclass(frozen=True)
@@ -62,7 +66,7 @@ def write_all_recommendations(
         raise ConfigError(f"k must be positive, got {k}")
     n_users = len(recommender.index.user_ids)
     rows = 0
-    with atomic_path(Path(path)) as tmp, pq.ParquetWriter(tmp, SCHEMA) as writer:
+    with atomic_path(Path(path)) as tmp, pq.ParquetWriter(tmp, SCHEMA, **PARQUET_OPTIONS) as writer:
         starts = range(0, n_users, recommender.batch_size)
         for start in tqdm(starts, desc="recommend-all", unit="batch", disable=not progress):
             users = np.arange(start, min(start + recommender.batch_size, n_users), dtype=np.int64)

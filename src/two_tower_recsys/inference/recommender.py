@@ -1,8 +1,9 @@
 """The recommendation core: top-K movies for a batch of users, shared by the CLI, recommend-all and serving.
 
 It scores with the index's :class:`EmbeddingScorer` and hides excluded movies with
-:func:`mask_seen`, the very code the evaluator measures, then takes an exact ``torch.topk`` over
-the whole catalogue; or, with an approximate index (``index="hnsw"``), it asks the HNSW graph for
+:func:`mask_seen`, the very code the evaluator measures, then takes the exact top-k over the whole
+catalogue (:func:`~two_tower_recsys.retrieval.topk.top_k`: equal scores rank the lower catalogue
+index first, on every path); or, with an approximate index (``index="hnsw"``), it asks the HNSW graph for
 candidates, scores those exactly and filters them the same way.
 
 Answers, one per user and in the order asked:
@@ -38,6 +39,7 @@ from two_tower_recsys.inference.validation import k_array, user_id_array
 from two_tower_recsys.retrieval.ann import HNSW_FILE, HnswParams, HnswSearcher, build_hnsw, read_hnsw
 from two_tower_recsys.retrieval.scorers import PopularityScorer
 from two_tower_recsys.retrieval.seen import SeenItems, mask_seen
+from two_tower_recsys.retrieval.topk import ranked_top_k, rows_per_chunk, top_k
 from two_tower_recsys.settings import InferConfig
 
 log = logging.getLogger(__name__)
@@ -193,10 +195,16 @@ class Recommender:
     def _exact_top(
         self, users: torch.Tensor, k_max: int, excluded: SeenItems | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        scores = self._scorer.score(users)
-        if excluded is not None:
-            mask_seen(scores, users, excluded)
-        return torch.topk(scores, k_max, dim=1)
+        """Score, mask and rank a few MB of users at a time: the scores stay in cache."""
+        tops = []
+        for chunk in users.split(rows_per_chunk(self.n_items)):
+            scores = self._scorer.score(chunk)
+            if excluded is not None:
+                mask_seen(scores, chunk, excluded)
+            tops.append(top_k(scores, k_max))
+        if len(tops) == 1:
+            return tops[0]
+        return torch.cat([values for values, _ in tops]), torch.cat([items for _, items in tops])
 
     def _ann_top(
         self, users: torch.Tensor, ks: torch.Tensor, k_max: int, excluded: SeenItems | None
@@ -240,8 +248,7 @@ class Recommender:
             rows, seen_items = excluded.batch_positions(users)
             keys = torch.arange(len(users)).unsqueeze(1) * self.n_items + candidates
             scores[torch.isin(keys, rows * self.n_items + seen_items)] = float("-inf")
-        values, order = torch.topk(scores, k, dim=1)
-        return values, torch.gather(candidates, 1, order)
+        return ranked_top_k(scores, k, candidates)  # ties: the lower item index first, as exact
 
     def _triples(self, values: torch.Tensor, items: torch.Tensor, ks: np.ndarray) -> list[list[Triple]]:
         # Excluded movies score -inf and sort last: cut each row before the first of them.
