@@ -159,7 +159,7 @@ def main() -> None:
     parser.add_argument("--n-items", type=int, default=27_278, help=argparse.SUPPRESS)
     parser.add_argument("--catalogues", type=int, nargs="+", default=[27_278, 1_000_000])
     parser.add_argument("--kinds", nargs="+", default=["random", "clustered"])
-    parser.add_argument("--ef-search", type=int, nargs="+", default=[128, 256, 512, 1024])
+    parser.add_argument("--ef-search", type=int, nargs="+", default=[512, 1024, 2048])
     parser.add_argument("--ks", type=int, nargs="+", default=[10, 100])
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--threads", type=int, default=2)

@@ -154,7 +154,7 @@ def exact_and_hnsw(random_index_dir):
 
 @pytest.mark.parametrize("exclude", ["rated", "positives", "none"])
 def test_hnsw_answers_equal_the_exact_ones_never_excluded_k_honoured(exact_and_hnsw, exclude):
-    """300 movies and efSearch 512: the graph search is exhaustive, so answers must match exactly."""
+    """300 movies at the default efSearch: the graph search is exhaustive, so answers must match exactly."""
     exact, hnsw = exact_and_hnsw
     users, k = list(range(1, 201)), [1, 10, 50, 300] * 50
     for got, expected in zip(
