@@ -16,8 +16,8 @@ movies by score are those of largest inner product. Measured on 27k x 64 catalog
   A query searches every group and the candidates are merged; 4 groups reached >= 0.99 on both.
 - At 1M movies x 64 (the same benchmark), efSearch 512 left clustered embeddings at recall@100
   0.988; the default 1024 reaches 0.999 there, and >= 0.998 on both 27k catalogues. Random
-  Gaussian embeddings at 1M stay far below (0.91 at 1024, 0.95 at 2048, by then no faster than
-  exact): with no structure to exploit, any graph has to visit most of the catalogue.
+  Gaussian embeddings at 1M stay far below (0.91 at 1024, already slower than exact; 0.95 at
+  2048): with no structure to exploit, the beam has to visit a large share of the catalogue.
 
 The index only proposes candidates; the recommender scores them exactly, so an ANN answer carries
 the same numbers as the exact one and differs only when the graphs miss a movie. ``efSearch`` is
