@@ -11,11 +11,17 @@ Catalogues of ``--catalogues`` movies x 64, each in two kinds:
   what training produces.
 
 For each, in a fresh interpreter (its own peak RSS): the graphs are built with the shipped code
-(``retrieval/ann.py``) and default parameters on ``--threads`` threads; then for ``--queries``
-users, one at a time on one thread, the p50/p99 latency of the graph search and of the exact
-path (one matrix-vector product and ``torch.topk``, as the recommender does), and the recall of
-the ANN top-10/top-100 against the exact one (candidates merged by exact score, as the
-recommender does), for each ``--ef-search``. Results go to ``--out``.
+(``retrieval/ann.py``) and the default parameters (or ``--m``, ``--ef-construction``,
+``--norm-ranges``) on ``--threads`` threads; then for ``--queries`` users, one at a time on one
+thread, the p50/p99 latency of the graph search and of the exact path (one matrix-vector product
+and ``torch.topk``, as the recommender does), and the recall of the ANN top-10/top-100 against
+the exact one, for each ``--ef-search``. Each user asks the graphs for as many candidates as the
+recommender asks for a user with nothing excluded (``k`` rounded up to a power of two, at least
+16), and the candidates are merged by exact score, as the recommender does. Results go to ``--out``.
+
+Built graphs are kept in ``--graph-cache`` (with their build time), keyed by catalogue and build
+settings, so a rerun with other ``--ef-search`` values measures the same graphs without a rebuild
+(a 1M-movie build takes minutes on 2 cores).
 """
 
 from __future__ import annotations
@@ -30,7 +36,10 @@ from pathlib import Path
 import numpy as np
 from common import RESULTS, peak_rss_mb, run_isolated
 
+from two_tower_recsys.retrieval.ann import HnswParams
+
 DIM = 64
+DEFAULTS = HnswParams()
 
 
 def embeddings(kind: str, n_items: int, n_queries: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -52,10 +61,40 @@ def percentiles_ms(seconds: list[float]) -> dict[str, float]:
     return {"p50_ms": float(np.percentile(values, 50)), "p99_ms": float(np.percentile(values, 99))}
 
 
+def fetch_width(k: int) -> int:
+    """Candidates per graph the recommender asks for a user with nothing excluded."""
+    from two_tower_recsys.inference.recommender import MIN_ANN_FETCH
+
+    return max(MIN_ANN_FETCH, 1 << (k - 1).bit_length())
+
+
+def cached_graph(args: argparse.Namespace, items: np.ndarray, params) -> tuple[object, float, float]:
+    """(graphs, build seconds, file MB): from ``--graph-cache`` when built before, else built now."""
+    from two_tower_recsys.retrieval.ann import build_hnsw, read_hnsw, write_hnsw
+    from two_tower_recsys.utils.fileio import atomic_path
+
+    settings = params.build_settings()
+    name = f"{args.kind}-{args.n_items}-m{params.m}-efc{params.ef_construction}-r{params.norm_ranges}"
+    path = args.graph_cache / f"{name}.npz"
+    info_path = path.with_suffix(".json")
+    if path.exists() and info_path.exists():
+        info = json.loads(info_path.read_text())
+        if info["settings"] == settings:
+            return read_hnsw(path), info["build_s"], path.stat().st_size / 1e6
+    started = time.perf_counter()
+    graph = build_hnsw(items, params)
+    build_s = time.perf_counter() - started
+    args.graph_cache.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        write_hnsw(graph, tmp)
+    info_path.write_text(json.dumps({"settings": settings, "build_s": build_s}) + "\n")
+    return graph, build_s, path.stat().st_size / 1e6
+
+
 def child(args: argparse.Namespace) -> None:
     import torch
 
-    from two_tower_recsys.retrieval.ann import HnswParams, HnswSearcher, build_hnsw, write_hnsw
+    from two_tower_recsys.retrieval.ann import HnswParams, HnswSearcher
 
     torch.set_num_threads(args.threads)
     import faiss
@@ -63,13 +102,8 @@ def child(args: argparse.Namespace) -> None:
     faiss.omp_set_num_threads(args.threads)
     items, queries = embeddings(args.kind, args.n_items, args.queries)
     rss_before = peak_rss_mb()
-    params = HnswParams()
-    started = time.perf_counter()
-    graph = build_hnsw(items, params)
-    build_s = time.perf_counter() - started
-    with tempfile.TemporaryDirectory() as directory:
-        write_hnsw(graph, Path(directory) / "graphs.npz")
-        graph_mb = (Path(directory) / "graphs.npz").stat().st_size / 1e6
+    params = HnswParams(m=args.m, ef_construction=args.ef_construction, norm_ranges=args.norm_ranges)
+    graph, build_s, graph_mb = cached_graph(args, items, params)
     items_t, queries_t = torch.from_numpy(items).T.contiguous(), torch.from_numpy(queries)
     k_max = max(args.ks)
     # One user at a time: both paths on one thread (extra threads only add overhead and noise).
@@ -89,7 +123,7 @@ def child(args: argparse.Namespace) -> None:
             found, times = [], []
             for query in queries:
                 started = time.perf_counter()
-                candidates = searcher.search(query[None, :], k)[0]
+                candidates = searcher.search(query[None, :], fetch_width(k))[0]
                 candidates = candidates[candidates >= 0]
                 best = np.argpartition(-(items[candidates] @ query), k - 1)[:k]  # merged by exact score
                 found.append(candidates[best])
@@ -101,7 +135,11 @@ def child(args: argparse.Namespace) -> None:
             {
                 "kind": args.kind,
                 "n_items": args.n_items,
-                "params": {"m": params.m, "ef_construction": params.ef_construction},
+                "params": {
+                    "m": params.m,
+                    "ef_construction": params.ef_construction,
+                    "norm_ranges": params.norm_ranges,
+                },
                 "build_s": build_s,
                 "graph_mb": graph_mb,
                 "vectors_mb": items.nbytes / 1e6,
@@ -121,10 +159,16 @@ def main() -> None:
     parser.add_argument("--n-items", type=int, default=27_278, help=argparse.SUPPRESS)
     parser.add_argument("--catalogues", type=int, nargs="+", default=[27_278, 1_000_000])
     parser.add_argument("--kinds", nargs="+", default=["random", "clustered"])
-    parser.add_argument("--ef-search", type=int, nargs="+", default=[128, 256, 512, 1024])
+    parser.add_argument("--ef-search", type=int, nargs="+", default=[512, 1024, 2048])
     parser.add_argument("--ks", type=int, nargs="+", default=[10, 100])
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--m", type=int, default=DEFAULTS.m, help="graph degree (default: the shipped default)"
+    )
+    parser.add_argument("--ef-construction", type=int, default=DEFAULTS.ef_construction)
+    parser.add_argument("--norm-ranges", type=int, default=DEFAULTS.norm_ranges)
+    parser.add_argument("--graph-cache", type=Path, default=Path(tempfile.gettempdir()) / "bench_ann_graphs")
     parser.add_argument("--out", type=Path, default=RESULTS / "bench_ann.json")
     args = parser.parse_args()
     if args.child:
@@ -132,6 +176,8 @@ def main() -> None:
         return
     common = ["--ef-search", *map(str, args.ef_search), "--ks", *map(str, args.ks)]
     common += ["--queries", str(args.queries), "--threads", str(args.threads)]
+    common += ["--m", str(args.m), "--ef-construction", str(args.ef_construction)]
+    common += ["--norm-ranges", str(args.norm_ranges), "--graph-cache", str(args.graph_cache)]
     out = args.out
     out.parent.mkdir(parents=True, exist_ok=True)
     reports = []

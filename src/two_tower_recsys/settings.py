@@ -224,7 +224,7 @@ class InferConfig:
     index: Literal["exact", "hnsw"] = "exact"  # hnsw: approximate, for catalogues of millions
     hnsw_m: int = 32
     hnsw_ef_construction: int = 200
-    hnsw_ef_search: int = 512
+    hnsw_ef_search: int = 1024
     hnsw_norm_ranges: int = 4
     batch_size: int = 1024  # users scored at once: bounds memory at batch_size x n_items floats
     max_request_rows: int = 10_000

@@ -3,6 +3,7 @@
 import numpy as np
 import polars as pl
 import pytest
+import torch
 
 from two_tower_recsys.errors import ConfigError
 from two_tower_recsys.inference.batch import write_all_recommendations
@@ -58,3 +59,16 @@ def test_a_failed_run_leaves_the_previous_file(known_index_dir, tmp_path, monkey
     assert [p.name for p in tmp_path.iterdir()] == ["all.parquet"]  # no temporary file left
     with pytest.raises(ConfigError, match="k must be positive"):
         write_all_recommendations(recommender, path, 0, progress=False)
+
+
+def test_batches_scored_in_worker_threads_are_written_in_order(random_index_dir, tmp_path):
+    recommender = Recommender.from_artifacts(random_index_dir, batch_size=16)  # 13 batches
+    threads = torch.get_num_threads()
+    tables = []
+    for workers in (1, 3):
+        path = tmp_path / f"workers{workers}.parquet"
+        write_all_recommendations(recommender, path, 10, progress=False, workers=workers)
+        tables.append(pl.read_parquet(path))
+        assert torch.get_num_threads() == threads  # restored after the run
+    assert tables[0].height == 2000 and tables[0].equals(tables[1])
+    assert tables[1].get_column("user_id").is_sorted()

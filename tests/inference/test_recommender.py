@@ -10,6 +10,7 @@ from two_tower_recsys.artifacts.store import load_index
 from two_tower_recsys.errors import ArtifactError, ConfigError, RequestError
 from two_tower_recsys.evaluation.evaluator import EvaluationTask, compute_ranks
 from two_tower_recsys.inference.recommender import Recommender
+from two_tower_recsys.retrieval.topk import uses_two_stages
 
 
 @pytest.fixture(scope="module")
@@ -177,7 +178,7 @@ def exact_and_hnsw(random_index_dir):
 
 @pytest.mark.parametrize("exclude", ["rated", "positives", "none"])
 def test_hnsw_answers_equal_the_exact_ones_never_excluded_k_honoured(exact_and_hnsw, exclude):
-    """300 movies and efSearch 512: the graph search is exhaustive, so answers must match exactly."""
+    """300 movies at the default efSearch: the graph search is exhaustive, so answers must match exactly."""
     exact, hnsw = exact_and_hnsw
     users, k = list(range(1, 201)), [1, 10, 50, 300] * 50
     for got, expected in zip(
@@ -214,3 +215,17 @@ def test_users_the_graph_leaves_short_fall_back_to_exact(random_index_dir, exact
 def test_an_unknown_index_kind_is_a_config_error(random_index_dir):
     with pytest.raises(ConfigError, match="index must be one of exact, hnsw"):
         Recommender.from_artifacts(random_index_dir, index="ivf")
+
+
+def test_batches_ranked_in_two_stages_and_chunks_answer_as_single_users_do(random_index_dir, monkeypatch):
+    """k = 2 of 300 movies takes the two-stage top-k for batches; 16-user chunks split each batch."""
+    monkeypatch.setattr("two_tower_recsys.retrieval.topk.SCORE_CHUNK_BYTES", 4 * 300 * 16)
+    recommender = Recommender.from_artifacts(random_index_dir, batch_size=64)
+    assert uses_two_stages(16, recommender.n_items, 2)
+    users = list(range(1, 201))
+    for batched, user in zip(recommender.recommend(users, 2), users, strict=True):
+        (single,) = recommender.recommend([user], 2)
+        assert [m for m, _, _ in batched.recommendations] == [m for m, _, _ in single.recommendations]
+        assert [s for _, s, _ in batched.recommendations] == pytest.approx(
+            [s for _, s, _ in single.recommendations], rel=1e-5
+        )

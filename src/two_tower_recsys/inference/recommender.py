@@ -1,8 +1,9 @@
 """The recommendation core: top-K movies for a batch of users, shared by the CLI, recommend-all and serving.
 
 It scores with the index's :class:`EmbeddingScorer` and hides excluded movies with
-:func:`mask_seen`, the very code the evaluator measures, then takes an exact ``torch.topk`` over
-the whole catalogue; or, with an approximate index (``index="hnsw"``), it asks the HNSW graph for
+:func:`mask_seen`, the very code the evaluator measures, then takes the exact top-k over the whole
+catalogue (:func:`~two_tower_recsys.retrieval.topk.top_k`: equal scores rank the lower catalogue
+index first, on every path); or, with an approximate index (``index="hnsw"``), it asks the HNSW graph for
 candidates, scores those exactly and filters them the same way.
 
 Answers, one per user and in the order asked:
@@ -45,6 +46,7 @@ from two_tower_recsys.inference.validation import history_arrays, k_array, user_
 from two_tower_recsys.retrieval.ann import HNSW_FILE, HnswParams, HnswSearcher, build_hnsw, read_hnsw
 from two_tower_recsys.retrieval.scorers import PopularityScorer
 from two_tower_recsys.retrieval.seen import SeenItems
+from two_tower_recsys.retrieval.topk import ranked_top_k, rows_per_chunk, top_k
 from two_tower_recsys.settings import InferConfig
 
 log = logging.getLogger(__name__)
@@ -105,7 +107,7 @@ class UserRecommendations:
 class Hidden:
     """(row, item) pairs a batch of rows must never get: excluded movies, a history's movies."""
 
-    rows: torch.Tensor  # int64
+    rows: torch.Tensor  # int64, ascending
     items: torch.Tensor  # int64
 
     def counts(self, n_rows: int) -> torch.Tensor:
@@ -118,6 +120,11 @@ class Hidden:
         new_rows = renumbered[self.rows]
         kept = new_rows >= 0
         return Hidden(new_rows[kept], self.items[kept])
+
+    def of_row_range(self, start: int, stop: int) -> Hidden:
+        """The pairs of rows ``start..stop - 1``, renumbered from 0."""
+        low, high = torch.searchsorted(self.rows, torch.tensor([start, stop])).tolist()
+        return Hidden(self.rows[low:high] - start, self.items[low:high])
 
     def unique(self, n_items: int) -> Hidden:
         keys = torch.unique(self.rows * n_items + self.items)
@@ -326,9 +333,17 @@ class Recommender:
     def _exact_top(
         self, vectors: torch.Tensor, k_max: int, hidden: Hidden
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        scores = self._scorer.score_vectors(vectors)
-        scores[hidden.rows, hidden.items] = float("-inf")
-        return torch.topk(scores, k_max, dim=1)
+        """Score, mask and rank a few MB of users at a time: the scores stay in cache."""
+        tops = []
+        step = rows_per_chunk(self.n_items)
+        for start in range(0, len(vectors), step):
+            scores = self._scorer.score_vectors(vectors[start : start + step])
+            chunk_hidden = hidden.of_row_range(start, start + step)
+            scores[chunk_hidden.rows, chunk_hidden.items] = _MINUS_INF
+            tops.append(top_k(scores, k_max))
+        if len(tops) == 1:
+            return tops[0]
+        return torch.cat([values for values, _ in tops]), torch.cat([items for _, items in tops])
 
     def _ann_top(
         self, vectors: torch.Tensor, ks: torch.Tensor, k_max: int, hidden: Hidden
@@ -370,9 +385,8 @@ class Recommender:
         scores[missing] = float("-inf")
         if len(hidden.rows):
             keys = torch.arange(len(vectors)).unsqueeze(1) * self.n_items + candidates
-            scores[torch.isin(keys, hidden.rows * self.n_items + hidden.items)] = float("-inf")
-        values, order = torch.topk(scores, k, dim=1)
-        return values, torch.gather(candidates, 1, order)
+            scores[torch.isin(keys, hidden.rows * self.n_items + hidden.items)] = _MINUS_INF
+        return ranked_top_k(scores, k, candidates)  # ties: the lower item index first, as exact
 
     def _triples(self, values: torch.Tensor, items: torch.Tensor, ks: np.ndarray) -> list[list[Triple]]:
         movie_ids, titles = self._movie_ids, self._titles

@@ -14,6 +14,10 @@ movies by score are those of largest inner product. Measured on 27k x 64 catalog
 - So items are split into ``norm_ranges`` groups by norm (norm-ranging, Yan et al., 2018), each
   lifted with its *own* maximum norm (a small extra coordinate) into its own L2 ``IndexHNSWFlat``.
   A query searches every group and the candidates are merged; 4 groups reached >= 0.99 on both.
+- At 1M movies x 64 (the same benchmark), efSearch 512 left clustered embeddings at recall@100
+  0.988; the default 1024 reaches 0.999 there, and >= 0.998 on both 27k catalogues. Random
+  Gaussian embeddings at 1M stay far below (0.91 at 1024, already slower than exact; 0.95 at
+  2048): with no structure to exploit, the beam has to visit a large share of the catalogue.
 
 The index only proposes candidates; the recommender scores them exactly, so an ANN answer carries
 the same numbers as the exact one and differs only when the graphs miss a movie. ``efSearch`` is
@@ -40,7 +44,7 @@ HNSW_FILE = "items_hnsw.npz"
 class HnswParams:
     m: int = 32  # graph degree: memory is ~2 x M x 4 bytes per movie on top of the vectors
     ef_construction: int = 200  # build-time beam: higher builds slower, a better graph
-    ef_search: int = 512  # query-time beam (at least k): the recall / latency knob
+    ef_search: int = 1024  # query-time beam (at least k): the recall / latency knob
     norm_ranges: int = 4  # groups of items by norm, one graph each (see the module docstring)
 
     def __post_init__(self) -> None:
