@@ -7,9 +7,11 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import torch
+from random_index import write_random_index
 from support import TINY_SYNTHETIC
 
 from two_tower_recsys.artifacts.store import write_index
+from two_tower_recsys.models.components.sequence_tower import TowerShape
 
 # Six movies; item embeddings are one-hot, so score(user, movie) is the user's row entry itself.
 MOVIE_IDS = [10, 20, 30, 40, 50, 60]
@@ -81,3 +83,22 @@ def train_tiny_model(root: Path) -> Path:
     )
     train_pipeline.run(settings)
     return root / "artifacts"
+
+
+# A random index whose model reads fresh histories (a randomly initialised sequence tower).
+SEQUENCE_SHAPE = TowerShape(max_history=6, n_blocks=2, n_heads=2)
+SEQUENCE_USERS, SEQUENCE_MOVIES = 40, 60  # user ids 1..40, movie ids 1..60
+
+
+def write_sequence_index(directory: Path) -> Path:
+    write_random_index(
+        directory,
+        n_users=SEQUENCE_USERS,
+        n_items=SEQUENCE_MOVIES,
+        dim=16,
+        mean_positives=8,
+        mean_other_ratings=4,
+        seed=5,
+        history_tower=SEQUENCE_SHAPE,
+    )
+    return directory

@@ -6,6 +6,7 @@ import contextlib
 import os
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -116,3 +117,18 @@ def run_cli(args: list[str], cwd: Path, timeout: float = 600) -> subprocess.Comp
     return subprocess.run(
         [str(VENV_BIN / "two-tower"), *args], cwd=cwd, capture_output=True, text=True, timeout=timeout
     )
+
+
+# Popularity's test Recall@50 on ml-latest-small: fitted on the split, whatever the seed.
+POPULARITY_TEST_RECALL_AT_50 = 0.1376
+
+
+def floor_from_seeds(values) -> float:
+    """mean - 3 sd over seeds, never above what every seed reached."""
+    return min(statistics.mean(values) - 3 * statistics.stdev(values), min(values))
+
+
+def quality_floors(test_recall_at_50_by_seed: dict[int, float]) -> tuple[float, float]:
+    """(test Recall@50 floor, floor of its ratio to popularity) from the spread over seeds."""
+    values = list(test_recall_at_50_by_seed.values())
+    return floor_from_seeds(values), floor_from_seeds([v / POPULARITY_TEST_RECALL_AT_50 for v in values])

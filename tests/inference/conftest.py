@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from inference_support import train_tiny_model, write_known_index
+from inference_support import train_tiny_model, write_known_index, write_sequence_index
 from random_index import write_random_index
 
 from two_tower_recsys.inference.packaging import package_model
@@ -39,3 +39,9 @@ def packaged_model(random_index_dir, tmp_path_factory) -> Path:
     destination = tmp_path_factory.mktemp("package") / "mlflow_model"
     package_model(random_index_dir, destination, InferConfig())
     return destination
+
+
+@pytest.fixture(scope="session")
+def sequence_index_dir(tmp_path_factory) -> Path:
+    """40 users x 60 movies x 16 with a sequence tower reading the last 6 movies of a history."""
+    return write_sequence_index(tmp_path_factory.mktemp("sequence") / "artifacts")

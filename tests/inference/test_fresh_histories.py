@@ -5,34 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from random_index import write_random_index
+from inference_support import SEQUENCE_MOVIES, SEQUENCE_SHAPE, SEQUENCE_USERS
 
 from two_tower_recsys.artifacts.store import HISTORY_TOWER, copy_index, index_id, load_index
 from two_tower_recsys.errors import RequestError
 from two_tower_recsys.inference.fresh_histories import FreshHistories, IdLookup
 from two_tower_recsys.inference.recommender import Recommender
-from two_tower_recsys.models.components.sequence_tower import TowerShape
 from two_tower_recsys.retrieval.ann import HnswParams, HnswSearcher, build_hnsw
 
-SHAPE = TowerShape(max_history=6, n_blocks=2, n_heads=2)
-N_USERS, N_ITEMS = 40, 60  # user ids 1..40, movie ids 1..60
+SHAPE = SEQUENCE_SHAPE
+N_USERS, N_ITEMS = SEQUENCE_USERS, SEQUENCE_MOVIES
 UNKNOWN_MOVIE = 10_000
-
-
-@pytest.fixture(scope="module")
-def sequence_index_dir(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("sequence") / "artifacts"
-    write_random_index(
-        directory,
-        n_users=N_USERS,
-        n_items=N_ITEMS,
-        dim=16,
-        mean_positives=8,
-        mean_other_ratings=4,
-        seed=5,
-        history_tower=SHAPE,
-    )
-    return directory
 
 
 @pytest.fixture(scope="module")

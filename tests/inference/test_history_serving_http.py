@@ -10,12 +10,10 @@ import os
 
 import pytest
 import requests
-from random_index import write_random_index
 from support import VENV_BIN, free_port, running_server
 
 from two_tower_recsys.inference.packaging import package_model
 from two_tower_recsys.inference.recommender import Recommender
-from two_tower_recsys.models.components.sequence_tower import TowerShape
 from two_tower_recsys.settings import InferConfig
 
 pytestmark = pytest.mark.slow
@@ -25,29 +23,14 @@ UNKNOWN_MOVIE = 99_999
 
 
 @pytest.fixture(scope="module")
-def sequence_index(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("sequence-serving") / "artifacts"
-    write_random_index(
-        directory,
-        n_users=50,
-        n_items=80,
-        dim=16,
-        mean_positives=10,
-        seed=2,
-        history_tower=TowerShape(8, 2, 2),
-    )
-    return directory
+def core(sequence_index_dir) -> Recommender:
+    return Recommender.from_artifacts(sequence_index_dir)
 
 
 @pytest.fixture(scope="module")
-def core(sequence_index) -> Recommender:
-    return Recommender.from_artifacts(sequence_index)
-
-
-@pytest.fixture(scope="module")
-def server(sequence_index, tmp_path_factory):
+def server(sequence_index_dir, tmp_path_factory):
     package = tmp_path_factory.mktemp("sequence-package") / "mlflow_model"
-    package_model(sequence_index, package, InferConfig(max_history_items=50))
+    package_model(sequence_index_dir, package, InferConfig(max_history_items=50))
     port = free_port()
     env = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
     command = [str(VENV_BIN / "mlflow"), "models", "serve", "-m", str(package), "-p", str(port)]

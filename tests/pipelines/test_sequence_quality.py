@@ -1,9 +1,9 @@
 """The sequence user tower's recipe (experiment=sequence) clears floors set from its spread over seeds."""
 
 import json
-import statistics
 
 import pytest
+from support import POPULARITY_TEST_RECALL_AT_50, quality_floors
 
 from two_tower_recsys.pipelines import train_pipeline
 from two_tower_recsys.pipelines.hydra_edge import compose_settings
@@ -13,21 +13,12 @@ pytestmark = pytest.mark.slow
 # Test Recall@50 of experiment=sequence on ml-latest-small, seeds 0-2, rescored from each run's
 # best checkpoint (benchmarks/bench_tower_comparison.py --seeds 0,1,2). Popularity: 0.1376.
 SEED_TEST_RECALL_AT_50 = {0: 0.2670, 1: 0.2968, 2: 0.2637}
-POPULARITY_TEST_RECALL_AT_50 = 0.1376
-
-
-def floor_from_seeds(values) -> float:
-    """mean - 3 sd over seeds, never above what every seed reached."""
-    return min(statistics.mean(values) - 3 * statistics.stdev(values), min(values))
 
 
 def test_the_sequence_recipe_beats_its_floors_on_real_movielens(tmp_path, monkeypatch, small_movielens_zip):
     """Floors: Recall@50 0.2758 - 3 x 0.0182 = 0.221; ratio to popularity 2.004 - 3 x 0.133 = 1.61
     (per seed 1.940, 2.157, 1.916). Below them a run is 3 sd out: a regression, not bad luck."""
-    recall_floor = floor_from_seeds(list(SEED_TEST_RECALL_AT_50.values()))
-    ratio_floor = floor_from_seeds(
-        [r / POPULARITY_TEST_RECALL_AT_50 for r in SEED_TEST_RECALL_AT_50.values()]
-    )
+    recall_floor, ratio_floor = quality_floors(SEED_TEST_RECALL_AT_50)
     assert 0.22 < recall_floor < 0.222 and 1.60 < ratio_floor < 1.61  # the docstring's derivation
     monkeypatch.chdir(tmp_path)
     settings = compose_settings(

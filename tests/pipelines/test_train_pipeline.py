@@ -2,11 +2,10 @@
 
 import json
 import shutil
-import statistics
 
 import pytest
 from mlflow.tracking import MlflowClient
-from support import TINY_SYNTHETIC, run_cli
+from support import POPULARITY_TEST_RECALL_AT_50, TINY_SYNTHETIC, quality_floors, run_cli
 
 from two_tower_recsys.artifacts.store import load_index
 from two_tower_recsys.errors import ArtifactError
@@ -175,12 +174,6 @@ def test_ddp_on_two_cpu_processes_gives_the_single_process_metrics(tmp_path):
 # (The configured seed 42: 0.2720.) Re-derived on 2026-11-30: the table recorded before, 0.2786,
 # 0.2637, 0.2670, 0.2720, 0.2919, came from an earlier commit and no longer reproduced.
 SEED_TEST_RECALL_AT_50 = {0: 0.2852, 1: 0.2836, 2: 0.2769, 3: 0.2637, 4: 0.2736}
-POPULARITY_TEST_RECALL_AT_50 = 0.1376
-
-
-def floor_from_seeds(values) -> float:
-    """mean - 3 sd over seeds, never above what every seed reached."""
-    return min(statistics.mean(values) - 3 * statistics.stdev(values), min(values))
 
 
 def test_default_model_beats_the_bar_on_real_movielens(tmp_path, monkeypatch, small_movielens_zip):
@@ -190,10 +183,7 @@ def test_default_model_beats_the_bar_on_real_movielens(tmp_path, monkeypatch, sm
     Recall@50 0.2766 - 3 x 0.0086 = 0.251; ratio to popularity 2.010 - 3 x 0.063 = 1.82 (per seed
     2.073, 2.061, 2.012, 1.916, 1.988). Below them a run is 3 sd out: a regression, not bad luck.
     """
-    recall_floor = floor_from_seeds(list(SEED_TEST_RECALL_AT_50.values()))
-    ratio_floor = floor_from_seeds(
-        [r / POPULARITY_TEST_RECALL_AT_50 for r in SEED_TEST_RECALL_AT_50.values()]
-    )
+    recall_floor, ratio_floor = quality_floors(SEED_TEST_RECALL_AT_50)
     assert 0.25 < recall_floor < 0.252 and 1.82 < ratio_floor < 1.83  # the docstring's derivation
     monkeypatch.chdir(tmp_path)
     settings = compose_settings(
