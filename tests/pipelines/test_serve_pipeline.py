@@ -108,13 +108,22 @@ def test_bad_settings_are_one_line(artifacts, override, message, capsys):
     assert serve_error([f"paths.artifacts_dir={artifacts}", override], capsys).startswith(message)
 
 
-def test_the_server_gets_mlflows_environment_and_one_torch_thread(artifacts):
+def test_the_server_gets_mlflows_environment_and_one_torch_thread(artifacts, monkeypatch):
+    monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
     settings = compose_settings([f"paths.artifacts_dir={artifacts}", "serve.workers=3"])
     argv, env = serve_pipeline.server_command(artifacts / "mlflow_model", settings.serve)
     assert argv[1] == str(serve_pipeline.LAUNCHER) and argv[-2:] == ["--factory", "two_tower_asgi:create_app"]
     assert argv[argv.index("--workers") + 1] == "3" and argv[argv.index("--port") + 1] == "5000"
     assert env["__pyfunc_model_path__"] == (artifacts / "mlflow_model").resolve().as_uri()
     assert env["OMP_NUM_THREADS"] == "1"
+    assert env["MALLOC_ARENA_MAX"] == "2"
+
+
+def test_a_malloc_arena_limit_the_user_set_is_kept(artifacts, monkeypatch):
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    settings = compose_settings([f"paths.artifacts_dir={artifacts}"])
+    _, env = serve_pipeline.server_command(artifacts / "mlflow_model", settings.serve)
+    assert env["MALLOC_ARENA_MAX"] == "4"
 
 
 @pytest.mark.slow

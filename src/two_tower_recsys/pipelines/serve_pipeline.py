@@ -106,6 +106,9 @@ def server_command(package: Path, serve: ServeConfig) -> tuple[list[str], dict[s
     _, env = scoring_server.get_cmd(str(package.resolve()), serve.port, serve.host, None, serve.workers)
     # torch reads these when it is imported, in each worker.
     env.update(OMP_NUM_THREADS=str(serve.torch_threads), MKL_NUM_THREADS=str(serve.torch_threads))
+    # glibc gives each thread of the request pool its own malloc arena (up to 8 per core), and
+    # each arena keeps the high-water mark of the big answers it once built; two bound that.
+    env.setdefault("MALLOC_ARENA_MAX", "2")
     # Anything else the server starts by name finds this environment's tools first.
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     argv = [sys.executable, str(LAUNCHER), "--host", serve.host, "--port", str(serve.port)]
