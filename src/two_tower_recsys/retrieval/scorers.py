@@ -60,7 +60,15 @@ class _DotProductScorer:
 
     @torch.no_grad()
     def score_vectors(self, vectors: torch.Tensor) -> torch.Tensor:
-        """Scores of user vectors from anywhere (e.g. a fresh history) against the catalogue."""
+        """Scores of user vectors from anywhere (e.g. a fresh history) against the catalogue.
+
+        A row's scores do not depend on the other rows: one vector is scored as a two-row
+        product, because BLAS sums a one-row product (GEMV) in another order than a matrix
+        product (GEMM), whose rows agree bit for bit whatever the batch. So a user's answer is
+        the same alone, in a batch, or combined with concurrent requests, ties included.
+        """
+        if len(vectors) == 1:
+            return self.score_vectors(vectors.repeat(2, 1))[:1]
         scores = vectors @ self.item_embeddings_t
         if self.temperature != 1.0:
             scores /= self.temperature
