@@ -1,6 +1,8 @@
 """The packaged model through ``mlflow.pyfunc.load_model``: same answers as the core, clean errors."""
 
 import shutil
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import mlflow.pyfunc
 import pandas as pd
@@ -111,3 +113,24 @@ def test_the_structs_format_carries_the_same_answer_for_spark(model, core):
     ]
     with pytest.raises(MlflowException, match="recommendation_format must be one of triples, structs"):
         model.predict({"user_id": [5], "k": [4]}, params={"recommendation_format": "csv"})
+
+
+def test_concurrent_one_user_requests_are_combined_and_answered_exactly_as_alone(model, core):
+    """16 requests that queue while a request runs are answered in one call, each as if alone."""
+    recommender_model = model.unwrap_python_model()
+    combiner = recommender_model.combiner
+    users = [1 + (7 * n) % 260 for n in range(16)]  # ids above 200: unknown, the fallback
+    requests = [pd.DataFrame({"user_id": [user], "k": [1 + n % 9]}) for n, user in enumerate(users)]
+    calls, batches = combiner.calls, combiner.batches
+    with ThreadPoolExecutor(16) as pool:
+        with combiner._turn:  # as if a request were running: the 16 queue behind it
+            futures = [pool.submit(model.predict, request) for request in requests]
+            deadline = time.monotonic() + 30
+            while len(combiner._queued) < len(requests):
+                assert time.monotonic() < deadline, "the requests did not queue"
+                time.sleep(0.001)
+        answers = [future.result(timeout=30) for future in futures]
+    assert (combiner.calls - calls, combiner.batches - batches) == (16, 1)
+    for answer, request in zip(answers, requests, strict=True):
+        user, k = int(request.user_id[0]), int(request.k[0])
+        assert answer == [core.recommend([user], k)[0].as_dict()]  # scores bit for bit

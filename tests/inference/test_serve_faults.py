@@ -106,6 +106,29 @@ def test_malformed_bodies_get_clean_4xx_and_the_server_keeps_answering(server, c
     assert process.poll() is None
 
 
+def test_concurrent_requests_get_exactly_the_answers_they_would_get_alone(server, core):
+    """16 clients at once: the server combines their requests; each answer is still its own."""
+    url, _ = server
+    rng = random.Random(5)
+    rows = [[rng.randint(1, 260), rng.randint(1, 20)] for _ in range(16 * 25)]
+    expected = {(user, k): core.recommend([user], k)[0].as_dict() for user, k in rows}
+
+    def client(first: int) -> list[tuple[list[int], dict]]:
+        with requests.Session() as session:
+            got = []
+            for row in rows[first::16]:
+                response = post(session, url, split_body([row]), JSON_TYPE)
+                assert response.status_code == 200, response.text[:300]
+                got.append((row, response.json()["predictions"][0]))
+            return got
+
+    with ThreadPoolExecutor(16) as pool:
+        answers = [pair for got in pool.map(client, range(16)) for pair in got]
+    assert len(answers) == len(rows)
+    for (user, k), answer in answers:
+        assert answer == expected[(user, k)]  # JSON floats round-trip: scores bit for bit
+
+
 def process_group_rss(root: psutil.Process) -> int:
     total = 0
     for process in [root, *root.children(recursive=True)]:
