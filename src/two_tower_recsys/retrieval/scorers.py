@@ -68,7 +68,7 @@ class _DotProductScorer:
         the same alone, in a batch, or combined with concurrent requests, ties included.
         """
         if len(vectors) == 1:
-            return self.score_vectors(vectors.repeat(2, 1))[:1]
+            return self.score_vectors(torch.cat([vectors, vectors]))[:1]
         scores = vectors @ self.item_embeddings_t
         if self.temperature != 1.0:
             scores /= self.temperature
