@@ -28,13 +28,18 @@ from two_tower_recsys.utils.fileio import MANIFEST_NAME
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_index_arguments(parser: argparse.ArgumentParser) -> None:
+    """The random index's location and shape, as :func:`ensure_index` reads them."""
     parser.add_argument("--index", type=Path, default=RESULTS / "index-20m")
     parser.add_argument("--users", type=int, default=ML20M_USERS)
     parser.add_argument("--movies", type=int, default=ML20M_MOVIES)
     parser.add_argument("--dim", type=int, default=64)
     parser.add_argument("--mean-positives", type=float, default=70.0)
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_index_arguments(parser)
     parser.add_argument("--ks", type=int, nargs="+", default=[10, 100])
     parser.add_argument("--single-calls", type=int, default=2000)
     parser.add_argument("--batch-users", type=int, default=1000)

@@ -28,8 +28,7 @@ import pandas as pd
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_inference import RESULTS, ensure_index, machine
-from random_index import ML20M_MOVIES, ML20M_USERS
+from bench_inference import RESULTS, add_index_arguments, ensure_index, machine
 
 from two_tower_recsys.inference.packaging import package_model
 from two_tower_recsys.settings import InferConfig
@@ -37,12 +36,8 @@ from two_tower_recsys.settings import InferConfig
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--index", type=Path, default=RESULTS / "index-20m")
+    add_index_arguments(parser)
     parser.add_argument("--package", type=Path, default=RESULTS / "mlflow_model-combining")
-    parser.add_argument("--users", type=int, default=ML20M_USERS)
-    parser.add_argument("--movies", type=int, default=ML20M_MOVIES)
-    parser.add_argument("--dim", type=int, default=64)
-    parser.add_argument("--mean-positives", type=float, default=70.0)
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 6])
     parser.add_argument("--requests", type=int, default=4000)

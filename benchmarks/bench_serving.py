@@ -49,8 +49,7 @@ import psutil
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_inference import RESULTS, ensure_index, machine
-from random_index import ML20M_MOVIES, ML20M_USERS
+from bench_inference import RESULTS, add_index_arguments, ensure_index, machine
 
 from two_tower_recsys.inference.packaging import package_model
 from two_tower_recsys.pipelines.serve_pipeline import server_command
@@ -63,12 +62,8 @@ TARGETS = {"one_client_p50_ratio_max": 1.3, "concurrent_rps_ratio_min": 0.6, "er
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--index", type=Path, default=RESULTS / "index-20m")
+    add_index_arguments(parser)
     parser.add_argument("--package", type=Path, default=RESULTS / "mlflow_model-20m")
-    parser.add_argument("--users", type=int, default=ML20M_USERS)
-    parser.add_argument("--movies", type=int, default=ML20M_MOVIES)
-    parser.add_argument("--dim", type=int, default=64)
-    parser.add_argument("--mean-positives", type=float, default=70.0)
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--noop-package", type=Path, default=RESULTS / "mlflow_model-noop")
     parser.add_argument("--stack", choices=["two-tower", "mlflow"], default="two-tower")
