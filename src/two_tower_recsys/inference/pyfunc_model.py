@@ -124,8 +124,6 @@ class RecommenderModel(mlflow.pyfunc.PythonModel):
 
     def _recommend_all(self, requests: list[RequestRows]) -> list[list[UserRecommendations]]:
         """Concurrent requests (without histories) in one call; answers are per row, so unchanged."""
-        if len(requests) == 1:
-            return [self._recommend(requests[0])]
         answers = self.recommender.recommend(
             np.concatenate([rows.user_ids for rows in requests]),
             np.concatenate([rows.ks for rows in requests]),
