@@ -21,13 +21,14 @@ and seed) and reused when present, so the towers can be trained by separate invo
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import logging
-import os
 import statistics
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -46,21 +47,21 @@ def train_and_rank(overrides: list[str], scratch: Path) -> tuple[dict[str, np.nd
     from two_tower_recsys.pipelines.trained_scorers import load_checkpoint_module, split_scorers
     from two_tower_recsys.preprocessing.prepare import prepare_dataset
 
-    os.chdir(scratch)
-    settings = compose_settings(overrides)
-    started = time.perf_counter()
-    train_pipeline.run(settings)
-    seconds = time.perf_counter() - started
-    dataset = prepare_dataset(settings.data, settings.paths, progress=False)
-    tasks = evaluation_tasks(dataset)
-    module = load_checkpoint_module(settings.paths.artifacts_dir)
-    results = evaluate_on_splits(
-        split_scorers(module, dataset), tasks, settings.eval, progress=False, label="rescore"
-    )
-    shared = shared_timestamp_users(dataset)
-    masks = {split: shared[task.users] for split, task in tasks.items()}
-    manifest = json.loads((settings.paths.artifacts_dir / "manifest.json").read_text())
-    info = {"best_epoch": manifest["best_epoch"], "seconds": round(seconds, 1)}
+    with contextlib.chdir(scratch):  # back afterwards: the scratch directory is then removed
+        settings = compose_settings(overrides)
+        started = time.perf_counter()
+        train_pipeline.run(settings)
+        seconds = time.perf_counter() - started
+        dataset = prepare_dataset(settings.data, settings.paths, progress=False)
+        tasks = evaluation_tasks(dataset)
+        module = load_checkpoint_module(settings.paths.artifacts_dir)
+        results = evaluate_on_splits(
+            split_scorers(module, dataset), tasks, settings.eval, progress=False, label="rescore"
+        )
+        shared = shared_timestamp_users(dataset)
+        masks = {split: shared[task.users] for split, task in tasks.items()}
+        manifest = json.loads((settings.paths.artifacts_dir / "manifest.json").read_text())
+        info = {"best_epoch": manifest["best_epoch"], "seconds": round(seconds, 1)}
     return {split: result.ranks for split, result in results.items()}, masks, info
 
 
@@ -97,6 +98,16 @@ def compare(ranks: dict[str, np.ndarray], eval_settings) -> dict:
     return out
 
 
+def configuration_digest(overrides: list[str]) -> str:
+    """The resolved data, model and trainer settings' digest, in each kept file's name: a changed
+    configuration (an edited experiment file too, not only other overrides) never reuses ranks."""
+    from two_tower_recsys.pipelines.hydra_edge import compose_settings
+
+    settings = compose_settings(overrides)
+    resolved = [asdict(settings.data), asdict(settings.model), asdict(settings.trainer)]
+    return hashlib.sha256(json.dumps(resolved, sort_keys=True, default=str).encode()).hexdigest()[:8]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--zip", type=Path, required=True)
@@ -122,8 +133,7 @@ def main() -> None:
         common += ["trainer.progress_bar=false", f"seed={seed}"]
         ranks, info = {}, {}
         for tower in TOWERS:
-            # the overrides' digest in the name: another configuration never reuses these ranks
-            digest = hashlib.sha256(json.dumps([args.data, *tower_overrides[tower]]).encode()).hexdigest()[:8]
+            digest = configuration_digest([*common, *tower_overrides[tower]])
             kept = args.out / f"ranks_{tower}_{digest}_seed{seed}.npz"
             if not kept.exists() and tower in args.towers.split(","):
                 with tempfile.TemporaryDirectory() as scratch:
