@@ -137,5 +137,5 @@ def test_the_sequence_experiment_sets_the_recipe_and_keeps_later_overrides():
         0.005,
     )
     assert settings.trainer.max_epochs == 3 and settings.model.max_history == 100
-    assert settings.trainer.batch_size == 256
+    assert settings.trainer.batch_size == 256 and settings.trainer.ema_decay == 0.99
     assert compose_settings().model.user_tower == "id"  # the default stays the ID tower

@@ -151,6 +151,9 @@ class TrainerConfig:
     optimizer: Literal["adam", "adamw", "lazy_adam"] = "lazy_adam"
     lr: float = 0.01
     weight_decay: float = 0.0
+    # 0: off. Otherwise validation, checkpoints and the trained model use an exponential moving
+    # average of the weights, updated after every step with this decay.
+    ema_decay: float = 0.0
     early_stopping_patience: int = 5
     monitor_k: int = 50
     accelerator: str = "cpu"
@@ -171,6 +174,8 @@ class TrainerConfig:
             lr=self.lr,
             num_nodes=self.num_nodes,
         )
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ConfigError(f"trainer.ema_decay must be in [0, 1) (0: no averaging), got {self.ema_decay}")
         if self.optimizer == "lazy_adam" and self.weight_decay:
             raise ConfigError(
                 "trainer.weight_decay applies to trainer.optimizer=adam or adamw only "

@@ -25,7 +25,15 @@ log = logging.getLogger(__name__)
 RUN_DIR, RUN_FILE, LAST_CHECKPOINT = "run", "run.json", "last.ckpt"
 # Trainer settings a resumed run must share with the interrupted one (the others, such as
 # max_epochs, patience, devices or the progress bar, may change between the two).
-_SHAPING_TRAINER_KEYS = ("max_interactions", "batch_size", "optimizer", "lr", "weight_decay", "monitor_k")
+_SHAPING_TRAINER_KEYS = (
+    "max_interactions",
+    "batch_size",
+    "optimizer",
+    "lr",
+    "weight_decay",
+    "ema_decay",
+    "monitor_k",
+)
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from two_tower_recsys.training.pairs import epoch_pairs_loader
 from two_tower_recsys.training.progress import progress_callbacks
 from two_tower_recsys.training.sequences import sequence_training
 from two_tower_recsys.training.validation import EpochRecord, RetrievalValidation, logged_name
+from two_tower_recsys.training.weight_average import ValidatedWeightAverage
 from two_tower_recsys.utils.allocator import keep_freed_memory_for_reuse
 
 log = logging.getLogger(__name__)
@@ -114,6 +115,7 @@ def fit_two_tower(
             batch_size=trainer_cfg.batch_size,
             seed=seed,
         )
+    averaging = ValidatedWeightAverage(trainer_cfg.ema_decay) if trainer_cfg.ema_decay else None
     validation = RetrievalValidation(
         validation_task if validation_task is not None else evaluation_task(dataset, VAL),
         recall_ks=tuple(sorted({*eval_cfg.recall_ks, trainer_cfg.monitor_k})),
@@ -121,6 +123,7 @@ def fit_two_tower(
         batch_size=eval_cfg.batch_size,
         progress=trainer_cfg.progress_bar,
         scorer_of=sequences.validation_scorer if sequences is not None else None,
+        scored_module=averaging.scored if averaging is not None else None,
     )
     monitor = monitored_metric(trainer_cfg)
     if trainer_cfg.monitor_k >= dataset.n_items:
@@ -147,6 +150,7 @@ def fit_two_tower(
     # Order matters: validation must log the monitored metric before early stopping reads it, and
     # last.ckpt comes after best.ckpt so that it records the new best.
     callbacks = [
+        *([averaging] if averaging is not None else []),
         validation,
         ResumableEarlyStopping(
             monitor=monitor,

@@ -46,10 +46,14 @@ class RetrievalValidation(L.Callback):
         batch_size: int,
         progress: bool,
         scorer_of: Callable[[L.LightningModule], Scorer] | None = None,
+        scored_module: Callable[[L.LightningModule], L.LightningModule] | None = None,
     ):
-        """``scorer_of``: the module's scorer for this task (default ``module.scorer()``)."""
+        """``scorer_of``: the module's scorer for this task (default ``module.scorer()``);
+        ``scored_module``: which module to score, given the trained one (default: itself; a
+        weight average gives its averaged copy)."""
         self.task = task
         self.scorer_of = scorer_of or (lambda module: module.scorer())
+        self.scored_module = scored_module or (lambda module: module)
         self.recall_ks, self.ndcg_ks = recall_ks, ndcg_ks
         self.batch_size, self.progress = batch_size, progress
         self.history: list[EpochRecord] = []
@@ -63,7 +67,7 @@ class RetrievalValidation(L.Callback):
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         shard = self.task.shard(trainer.global_rank, trainer.world_size)
         ranks = compute_ranks(
-            self.scorer_of(pl_module),
+            self.scorer_of(self.scored_module(pl_module)),
             shard,
             batch_size=self.batch_size,
             progress=self.progress and trainer.is_global_zero,
