@@ -110,6 +110,8 @@ TINY_SYNTHETIC = [
     "trainer.batch_size=512",
     "trainer.progress_bar=false",
 ]
+# Pairs per epoch of the fits on TINY_SYNTHETIC in tests/training (a share of its train pairs).
+TINY_FIT_MAX_PAIRS = 1000
 
 
 def run_cli(args: list[str], cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:

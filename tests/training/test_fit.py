@@ -4,14 +4,11 @@ import dataclasses
 import functools
 
 import lightning as L
-import pytest
-from support import TINY_SYNTHETIC
+from support import TINY_FIT_MAX_PAIRS
 
-from two_tower_recsys.pipelines.hydra_edge import compose_settings
-from two_tower_recsys.preprocessing.prepare import prepare_dataset
 from two_tower_recsys.training.fit import fit_two_tower
 
-MAX_PAIRS = 1000
+MAX_PAIRS = TINY_FIT_MAX_PAIRS  # what the tiny fixture (conftest.py) samples per epoch
 
 
 class _TrainedPairs(L.Callback):
@@ -26,23 +23,6 @@ class _TrainedPairs(L.Callback):
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         users, items = batch
         self.epochs[-1].update(zip(users.tolist(), items.tolist(), strict=True))
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    scratch = tmp_path_factory.mktemp("tiny")
-    settings = compose_settings(
-        [
-            *TINY_SYNTHETIC,
-            f"paths.raw_zip={scratch}/raw.zip",
-            f"paths.processed_dir={scratch}/processed",
-            "trainer.max_epochs=4",
-            f"trainer.max_interactions={MAX_PAIRS}",
-            "trainer.batch_size=250",
-            "trainer.early_stopping_patience=10",
-        ]
-    )
-    return settings, prepare_dataset(settings.data, settings.paths, progress=False)
 
 
 def trained_pairs(tiny, tmp_path, seed: int) -> list[set[tuple[int, int]]]:

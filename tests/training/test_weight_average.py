@@ -1,49 +1,30 @@
 """trainer.ema_decay: Lightning updates the moving average, validation scores it, checkpoints keep it."""
 
 import dataclasses
-import functools
 
 import pytest
 import torch
-from support import TINY_SYNTHETIC
 
 from two_tower_recsys.evaluation.evaluator import compute_ranks, evaluation_task
 from two_tower_recsys.evaluation.metrics import summarize
 from two_tower_recsys.pipelines.hydra_edge import compose_settings
-from two_tower_recsys.preprocessing.prepare import prepare_dataset
 from two_tower_recsys.preprocessing.split import VAL
 from two_tower_recsys.settings import ConfigError
 from two_tower_recsys.training.checkpoint import read_checkpoint
 from two_tower_recsys.training.fit import fit_two_tower
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    scratch = tmp_path_factory.mktemp("tiny-ema")
-    settings = compose_settings(
-        [
-            *TINY_SYNTHETIC,
-            f"paths.raw_zip={scratch}/raw.zip",
-            f"paths.processed_dir={scratch}/processed",
-            "trainer.max_epochs=4",
-            "trainer.max_interactions=1000",
-            "trainer.batch_size=250",
-            "trainer.early_stopping_patience=10",
-            "trainer.ema_decay=0.9",
-        ]
-    )
-    return settings, prepare_dataset(settings.data, settings.paths, progress=False)
-
-
-def fit_with(tiny, checkpoint_dir, **trainer_changes):
+def fit_with(tiny, checkpoint_dir, resume_from=None, **trainer_changes):
+    """A fit of the tiny fixture (conftest.py) with a moving average of decay 0.9 unless changed."""
     settings, dataset = tiny
     return fit_two_tower(
         dataset,
         model_cfg=settings.model,
-        trainer_cfg=dataclasses.replace(settings.trainer, **trainer_changes),
+        trainer_cfg=dataclasses.replace(settings.trainer, **{"ema_decay": 0.9, **trainer_changes}),
         eval_cfg=settings.eval,
         seed=0,
         checkpoint_dir=checkpoint_dir,
+        resume_from=resume_from,
     )
 
 
@@ -67,16 +48,7 @@ def test_validation_scores_the_average_and_the_best_checkpoint_keeps_it(tiny, tm
 def test_a_resumed_fit_continues_the_average_exactly(tiny, tmp_path):
     whole = fit_with(tiny, tmp_path / "whole")
     fit_with(tiny, tmp_path / "split", max_epochs=2)
-    resume = functools.partial(fit_two_tower, resume_from=tmp_path / "split" / "last.ckpt")
-    settings, dataset = tiny
-    resumed = resume(
-        dataset,
-        model_cfg=settings.model,
-        trainer_cfg=settings.trainer,
-        eval_cfg=settings.eval,
-        seed=0,
-        checkpoint_dir=tmp_path / "split",
-    )
+    resumed = fit_with(tiny, tmp_path / "split", resume_from=tmp_path / "split" / "last.ckpt")
     assert [record.metrics for record in resumed.history] == [record.metrics for record in whole.history]
     for name, tensor in whole.module.state_dict().items():
         assert torch.equal(tensor, resumed.module.state_dict()[name]), name
