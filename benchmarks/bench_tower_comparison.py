@@ -12,7 +12,8 @@ per seed and split with, for all users and for the two groups "shared" (the user
 test movies carry the same timestamp: a bulk rating session) and "other":
 - every metric of both towers with its percentile-bootstrap interval (eval.bootstrap_* settings);
 - the paired difference sequence - id over the same resampled users, with its interval.
-The last line averages the point values over seeds. The test split is read here: run it once the
+The last line averages the point values over seeds and gives the seed-averaged difference's paired
+interval (each user's value averaged over the seeds, then users resampled). The test split is read here: run it once the
 configuration was chosen on validation. Each run's ranks are kept in ``--out`` (one file per tower
 and seed) and reused when present, so the towers can be trained by separate invocations
 (``--towers id`` and ``--towers sequence`` side by side) and compared by a last one.
@@ -128,6 +129,7 @@ def main() -> None:
     tower_overrides = {"id": args.id_override, "sequence": [*SEQUENCE, *args.sequence_override]}
     eval_settings = compose_settings([]).eval
     lines = []
+    by_seed: dict[tuple[str, str, str], list[np.ndarray]] = {}  # (split, group, tower) -> ranks per seed
     for seed in (int(seed) for seed in args.seeds.split(",")):
         common = [f"data={args.data}", f"paths.raw_zip={zip_path}", "logging.enabled=false"]
         common += ["trainer.progress_bar=false", f"seed={seed}"]
@@ -160,6 +162,8 @@ def main() -> None:
             for group in GROUPS:
                 chosen = {tower: ranks[tower][split][selections[group]] for tower in TOWERS}
                 line[group] = compare(chosen, eval_settings)
+                for tower in TOWERS:
+                    by_seed.setdefault((split, group, tower), []).append(chosen[tower])
             lines.append(line)
             print(json.dumps(line), flush=True)
     if not lines:
@@ -177,7 +181,31 @@ def main() -> None:
             }
             for group in GROUPS
         }
+    summary["seed_averaged_sequence-id"] = seed_averaged(by_seed, eval_settings)
     print(json.dumps(summary), flush=True)
+
+
+def seed_averaged(by_seed: dict[tuple[str, str, str], list[np.ndarray]], eval_settings) -> dict:
+    """Per split and group: the seed-averaged ``sequence - id`` of every metric with its paired
+    interval over users (each user's value averaged over the seeds first): the interval of the
+    figure the mean-over-seeds rows report."""
+    from two_tower_recsys.evaluation.bootstrap import BootstrapSettings, seed_averaged_difference
+    from two_tower_recsys.evaluation.metrics import summarize
+
+    settings = BootstrapSettings(
+        eval_settings.bootstrap_resamples, eval_settings.bootstrap_seed, eval_settings.confidence
+    )
+    out: dict = {}
+    for split, group, _ in by_seed:
+        if group in out.setdefault(split, {}):
+            continue
+        sequence, ids = by_seed[(split, group, "sequence")], by_seed[(split, group, "id")]
+        names = list(summarize(ids[0], eval_settings.recall_ks, eval_settings.ndcg_ks))
+        out[split][group] = {
+            name: [round(d.diff, 4), *(round(b, 4) for b in d.interval)]
+            for name, d in seed_averaged_difference(sequence, ids, names, settings).items()
+        }
+    return out
 
 
 if __name__ == "__main__":

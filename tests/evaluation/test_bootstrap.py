@@ -11,6 +11,7 @@ from two_tower_recsys.evaluation.bootstrap import (
     recall_curve_band,
     resampled_group_counts,
     resampled_means,
+    seed_averaged_difference,
     value_labels,
 )
 from two_tower_recsys.evaluation.metrics import ndcg_at_k, per_user_values, recall_at_k, summarize
@@ -211,3 +212,52 @@ def test_bad_settings_are_refused(kwargs, message):
 def test_settings_name_their_interval_key():
     assert BootstrapSettings().interval_key == "ci95"
     assert BootstrapSettings(confidence=0.9).interval_key == "ci90"
+
+
+def test_one_seed_averaged_difference_is_the_paired_difference():
+    first, second = synthetic_ranks(80, seed=11), synthetic_ranks(80, seed=12, mean_rank=70)
+    pooled = seed_averaged_difference([first], [second], NAMES, SETTINGS)
+    paired = bootstrap_metrics({"a": first, "b": second}, NAMES, SETTINGS, pairs=[("a", "b")]).paired["a-b"]
+    for name in NAMES:
+        assert pooled[name].diff == pytest.approx(paired[name].diff, rel=1e-12, abs=1e-12)
+        assert pooled[name].interval == pytest.approx(paired[name].interval, rel=1e-12, abs=1e-12)
+
+
+def test_seed_averaged_difference_resamples_users_of_the_per_user_seed_means():
+    # Two seeds per model: a user's value is the mean of its two runs, then users are resampled.
+    firsts = [synthetic_ranks(50, seed=s) for s in (21, 22)]
+    seconds = [synthetic_ranks(50, seed=s, mean_rank=90) for s in (23, 24)]
+    runs = [*firsts, *seconds]
+    groups = group_users(
+        np.concatenate([per_user_values(ranks, NAMES) for ranks in runs], axis=1),
+        [value_labels(ranks, NAMES) for ranks in runs],
+    )
+    samples = []
+    for counts in resampled_group_counts(groups.sizes, SETTINGS):
+        for row in counts:
+            users = np.repeat(groups.representatives, row)
+            samples.append(
+                [
+                    np.mean([metric_by_name(r[users], name) for r in firsts])
+                    - np.mean([metric_by_name(r[users], name) for r in seconds])
+                    for name in NAMES
+                ]
+            )
+    expected = reference_bounds(samples, SETTINGS.confidence)
+
+    pooled = seed_averaged_difference(firsts, seconds, NAMES, SETTINGS)
+
+    for name, (low, high) in zip(NAMES, expected, strict=True):
+        assert pooled[name].interval == pytest.approx((low, high), rel=1e-9, abs=1e-12)
+        expected_diff = np.mean([metric_by_name(r, name) for r in firsts]) - np.mean(
+            [metric_by_name(r, name) for r in seconds]
+        )
+        assert pooled[name].diff == pytest.approx(expected_diff, abs=1e-12)
+
+
+def test_seed_averaged_difference_refuses_unmatched_runs():
+    ranks = synthetic_ranks(30, seed=1)
+    with pytest.raises(ValueError, match="one rank array per seed"):
+        seed_averaged_difference([ranks, ranks], [ranks], NAMES, SETTINGS)
+    with pytest.raises(ValueError, match="different users"):
+        seed_averaged_difference([ranks], [ranks[:20]], NAMES, SETTINGS)
