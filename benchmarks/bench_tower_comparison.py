@@ -13,10 +13,11 @@ test movies carry the same timestamp: a bulk rating session) and "other":
 - every metric of both towers with its percentile-bootstrap interval (eval.bootstrap_* settings);
 - the paired difference sequence - id over the same resampled users, with its interval.
 The last line averages the point values over seeds and gives the seed-averaged difference's paired
-interval (each user's value averaged over the seeds, then users resampled). The test split is read here: run it once the
-configuration was chosen on validation. Each run's ranks are kept in ``--out`` (one file per tower
-and seed) and reused when present, so the towers can be trained by separate invocations
-(``--towers id`` and ``--towers sequence`` side by side) and compared by a last one.
+interval (each user's value averaged over the seeds, then users resampled). The test split is read
+here: run it once the configuration was chosen on validation. Each run's ranks are kept in
+``--out`` (one file per tower and seed) and reused when present, so the towers can be trained by
+separate invocations (``--towers id`` and ``--towers sequence`` side by side) and compared by a
+last one.
 """
 
 from __future__ import annotations

@@ -116,6 +116,13 @@ def test_sequence_tower_settings_reach_the_model_config():
         (["model.dropout=1.0"], "model.dropout must be in [0, 1), got 1.0"),
         (["model.max_history=0"], "model.max_history must be positive, got 0"),
         (["model.user_tower=sequence"], "model.user_tower=sequence needs trainer.optimizer=adam or adamw"),
+        (["model.label_smoothing=1.0"], "model.label_smoothing must be in [0, 1), got 1.0"),
+        (["model.label_smoothing=0.1"], "model.label_smoothing needs model.negatives=full"),
+        (
+            ["model.hide_earlier_positives=true", "model.negatives=full"],
+            "model.hide_earlier_positives needs model.user_tower=sequence and model.negatives=full, "
+            "got user_tower=id, negatives=full",
+        ),
     ],
 )
 def test_bad_sequence_tower_settings_are_one_line_errors(overrides, message):

@@ -124,6 +124,11 @@ class ModelConfig:
     n_blocks: int = 2
     n_heads: int = 2
     dropout: float = 0.2
+    # negatives=full only: ε of the target distribution spread over the row's candidates.
+    label_smoothing: float = 0.0
+    # user_tower=sequence, negatives=full only: a target's earlier movies in its training window
+    # (the same user's positives, never ranked for them) are not negatives.
+    hide_earlier_positives: bool = False
 
     def __post_init__(self) -> None:
         _require_positive(
@@ -141,6 +146,15 @@ class ModelConfig:
             )
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"model.dropout must be in [0, 1), got {self.dropout}")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ConfigError(f"model.label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if self.label_smoothing and self.negatives != "full":
+            raise ConfigError("model.label_smoothing needs model.negatives=full (the in-batch loss has none)")
+        if self.hide_earlier_positives and (self.user_tower != "sequence" or self.negatives != "full"):
+            raise ConfigError(
+                "model.hide_earlier_positives needs model.user_tower=sequence and model.negatives=full, "
+                f"got user_tower={self.user_tower}, negatives={self.negatives}"
+            )
 
 
 @dataclass(frozen=True)

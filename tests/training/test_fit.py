@@ -4,6 +4,8 @@ import dataclasses
 import functools
 
 import lightning as L
+import pytest
+import torch
 from support import TINY_FIT_MAX_PAIRS
 
 from two_tower_recsys.training.fit import fit_two_tower
@@ -91,3 +93,58 @@ def test_resuming_a_fit_that_stopped_early_trains_no_further(tiny, tmp_path):
     counter = _EpochCounter()
     fit(trainer_cfg=patient, resume_from=tmp_path / "last.ckpt", callbacks=[counter])
     assert counter.epochs[0] == len(first.history)  # more patience on resume: training goes on
+
+
+class _SequenceLosses(L.Callback):
+    """The loss Lightning backpropagates, beside the definition recomputed from the same batch."""
+
+    def __init__(self):
+        self.pairs: list[tuple[float, float]] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self.batch = batch
+
+    def on_before_backward(self, trainer, pl_module, loss):
+        inputs, targets, mask = self.batch
+        with torch.no_grad():  # dropout is 0: the same user vectors as the training step's
+            users = pl_module.net.user_tower.encode(inputs)[mask]
+            logits = users @ pl_module.net.item_tower.embed_all().T
+        expected = []
+        for row, (sequence, position) in enumerate(torch.nonzero(mask).tolist()):
+            earlier = set(inputs[sequence, : position + 1].tolist())  # the window's movies so far
+            candidates = [m for m in range(logits.shape[1]) if m not in earlier]
+            target = candidates.index(int(targets[mask][row]))
+            expected.append(
+                torch.nn.functional.cross_entropy(
+                    logits[row, candidates].unsqueeze(0), torch.tensor([target]), label_smoothing=0.2
+                )
+            )
+        self.pairs.append((float(loss), float(torch.stack(expected).mean())))
+
+
+def test_lightning_trains_the_sequence_tower_on_the_smoothed_loss_without_earlier_positives(tiny, tmp_path):
+    settings, dataset = tiny
+    model = dataclasses.replace(
+        settings.model,
+        user_tower="sequence",
+        negatives="full",
+        l2_reg=0.0,
+        max_history=8,
+        dropout=0.0,
+        label_smoothing=0.2,
+        hide_earlier_positives=True,
+    )
+    trainer = dataclasses.replace(settings.trainer, optimizer="adamw", max_epochs=1, limit_train_batches=3)
+    losses = _SequenceLosses()
+    fit_two_tower(
+        dataset,
+        model_cfg=model,
+        trainer_cfg=trainer,
+        eval_cfg=settings.eval,
+        seed=0,
+        checkpoint_dir=tmp_path / "checkpoints",
+        callbacks=[losses],
+    )
+    assert len(losses.pairs) == 3
+    for trained, expected in losses.pairs:
+        assert trained == pytest.approx(expected, rel=1e-5)

@@ -119,6 +119,59 @@ def test_full_softmax_gradients_match_autograd_across_chunks(monkeypatch):
         assert torch.allclose(mine, theirs, atol=1e-12)
 
 
+def autograd_full(users, catalogue, targets, temperature, label_smoothing, hidden):
+    """Cross-entropy over each row's candidates (the catalogue less its hidden movies), with
+    label smoothing spread over those candidates only: the definition, in plain autograd."""
+    total = users.new_zeros(())
+    for row in range(len(targets)):
+        candidates = [m for m in range(len(catalogue)) if (row, m) not in hidden]
+        logits = users[row] @ catalogue[candidates].T / temperature
+        target = candidates.index(int(targets[row]))
+        total = total + torch.nn.functional.cross_entropy(
+            logits.unsqueeze(0), torch.tensor([target]), label_smoothing=label_smoothing
+        )
+    return total / len(targets)
+
+
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.2])
+def test_full_softmax_with_hidden_movies_and_smoothing_matches_the_definition(monkeypatch, label_smoothing):
+    from two_tower_recsys.training import losses
+
+    monkeypatch.setattr(losses, "FULL_SOFTMAX_CHUNK_ROWS", 4)  # hidden pairs in several chunks
+    generator = torch.Generator().manual_seed(3)
+    users = torch.randn(10, 5, generator=generator, dtype=torch.float64)
+    catalogue = torch.randn(12, 5, generator=generator, dtype=torch.float64)
+    targets = torch.tensor([0, 3, 3, 7, 11, 2, 5, 5, 9, 1])
+    hidden = {(0, 4), (0, 5), (1, 0), (3, 3), (5, 0), (5, 1), (5, 11), (9, 0), (9, 2)}
+    rows, items = (torch.tensor(column) for column in zip(*sorted(hidden), strict=True))
+    ours = gradients(
+        lambda u, c: full_softmax_loss(
+            u, c, targets, temperature=0.5, label_smoothing=label_smoothing, hidden=(rows, items)
+        ),
+        users,
+        catalogue,
+    )
+    reference = gradients(
+        lambda u, c: autograd_full(u, c, targets, 0.5, label_smoothing, hidden), users, catalogue
+    )
+    assert float(ours[0]) == pytest.approx(float(reference[0]), rel=1e-12)
+    for mine, theirs in zip(ours[1], reference[1], strict=True):
+        assert torch.allclose(mine, theirs, atol=1e-12)
+
+
+def test_label_smoothing_moves_the_loss_and_is_bounded():
+    users = torch.tensor([[1.0, 0.0]])
+    catalogue = torch.tensor([[2.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    plain = full_softmax_loss(users, catalogue, torch.tensor([0]))
+    smoothed = full_softmax_loss(users, catalogue, torch.tensor([0]), label_smoothing=0.3)
+    logits = [2.0, 0.0, 1.0]
+    log_norm = math.log(sum(math.exp(v) for v in logits))
+    assert float(smoothed) == pytest.approx(log_norm - 0.7 * 2.0 - 0.3 * sum(logits) / 3, rel=1e-6)
+    assert float(smoothed) > float(plain)  # the positive is the best logit: smoothing costs here
+    with pytest.raises(ValueError, match="label_smoothing"):
+        full_softmax_loss(users, catalogue, torch.tensor([0]), label_smoothing=1.0)
+
+
 def test_duplicate_positions_lists_every_other_occurrence():
     from two_tower_recsys.training.losses import duplicate_positions
 

@@ -1,3 +1,5 @@
+from types import SimpleNamespace
+
 import lightning as L
 import numpy as np
 import torch
@@ -6,7 +8,9 @@ from two_tower_recsys.preprocessing.histories import UserHistories
 from two_tower_recsys.training.sequences import (
     EpochSequenceBatches,
     TrainingSequences,
+    earlier_positives,
     epoch_sequences_loader,
+    sequence_training_batch,
     target_counts,
 )
 
@@ -65,6 +69,20 @@ def test_inputs_are_the_targets_shifted_and_the_mask_covers_the_kept_targets():
     assert torch.equal(inputs[1], full[0, :3]) and torch.equal(targets[1], full[0, 1:4])
     assert torch.equal(inputs[0, :2], full[1, :2]) and torch.equal(targets[0, :2], full[1, 1:3])
     assert mask.tolist() == [[True, True, False], [True, True, True]]
+
+
+def test_earlier_positives_are_each_kept_targets_preceding_movies_in_its_window():
+    windows = UserHistories(torch.tensor([[5, 8, 2, 9], [7, 3, 0, 0]]), torch.tensor([4, 2]))
+    sequences = TrainingSequences(windows)
+    batch = sequences.__getitems__(torch.tensor([[1, 0], [1, 2]]))  # user 1's target; 2 of user 0's
+    # Kept targets in the order the loss sees them: 3 (after 7), then 8 (after 5), 2 (after 5, 8).
+    identity_tower = SimpleNamespace(encode=lambda inputs: inputs.unsqueeze(2).float())
+    _, targets = sequence_training_batch(identity_tower, batch)
+    assert targets.tolist() == [3, 8, 2]
+
+    rows, movies = earlier_positives(batch)
+
+    assert sorted(zip(rows.tolist(), movies.tolist(), strict=True)) == [(0, 7), (1, 5), (2, 5), (2, 8)]
 
 
 def test_target_counts_skip_each_sequences_first_movie_and_the_padding():

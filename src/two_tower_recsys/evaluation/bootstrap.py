@@ -195,7 +195,8 @@ def seed_averaged_difference(
     """
     if len(first_by_seed) != len(second_by_seed) or not first_by_seed:
         raise ValueError(
-            f"need one rank array per seed for both models, got {len(first_by_seed)} and {len(second_by_seed)}"
+            "need one rank array per seed for both models, "
+            f"got {len(first_by_seed)} and {len(second_by_seed)}"
         )
     runs = [*first_by_seed, *second_by_seed]
     if len({len(ranks) for ranks in runs}) > 1:

@@ -90,24 +90,42 @@ class _InBatchSoftmax(torch.autograd.Function):
 
 class _FullSoftmax(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, user_emb, all_item_emb, item_idx, temperature):
-        batch = user_emb.shape[0]
+    def forward(
+        ctx, user_emb, all_item_emb, item_idx, temperature, label_smoothing, hidden_rows, hidden_items
+    ):
+        batch, n_items = user_emb.shape[0], all_item_emb.shape[0]
         inv_t = 1.0 / temperature
         grad_user = torch.empty_like(user_emb)
         grad_items = torch.zeros_like(all_item_emb)
         total = user_emb.new_zeros(())
+        scale = inv_t / batch
         with torch.no_grad():
             for start in range(0, batch, FULL_SOFTMAX_CHUNK_ROWS):
                 users = user_emb[start : start + FULL_SOFTMAX_CHUNK_ROWS]
                 targets = item_idx[start : start + FULL_SOFTMAX_CHUNK_ROWS]
                 logits = torch.mm(users, all_item_emb.T).mul_(inv_t)
                 rows = torch.arange(len(targets))
+                in_chunk = (hidden_rows >= start) & (hidden_rows < start + len(targets))
+                chunk_rows, chunk_items = hidden_rows[in_chunk] - start, hidden_items[in_chunk]
+                if label_smoothing:
+                    # The uniform part spreads over each row's candidates: the hidden movies are none.
+                    n_candidates = n_items - torch.bincount(chunk_rows, minlength=len(targets))
+                    hidden_logits = logits[chunk_rows, chunk_items]
+                    candidate_sum = logits.sum(dim=1).index_add_(0, chunk_rows, -hidden_logits)
+                logits[chunk_rows, chunk_items] = float("-inf")
                 positive = logits[rows, targets]
-                scale = inv_t / batch
                 log_norm = _into_loss_gradient(logits, scale)
-                total += (log_norm - positive).sum()
-                grad_logits = logits
-                grad_logits[rows, targets] -= scale
+                grad_logits = logits  # softmax * scale; 0 where hidden
+                if label_smoothing:
+                    uniform_mean = candidate_sum / n_candidates
+                    smoothed = (1 - label_smoothing) * positive + label_smoothing * uniform_mean
+                    total += (log_norm - smoothed).sum()
+                    grad_logits.sub_((scale * label_smoothing / n_candidates).unsqueeze(1))
+                    grad_logits[chunk_rows, chunk_items] = 0.0
+                    grad_logits[rows, targets] -= scale * (1 - label_smoothing)
+                else:
+                    total += (log_norm - positive).sum()
+                    grad_logits[rows, targets] -= scale
                 torch.mm(grad_logits, all_item_emb, out=grad_user[start : start + len(targets)])
                 grad_items.addmm_(grad_logits.T, users)
             ctx.save_for_backward(grad_user, grad_items)
@@ -116,7 +134,7 @@ class _FullSoftmax(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_loss):
         grad_user, grad_items = ctx.saved_tensors
-        return grad_user * grad_loss, grad_items * grad_loss, None, None
+        return grad_user * grad_loss, grad_items * grad_loss, None, None, None, None, None
 
 
 def in_batch_softmax_loss(
@@ -140,7 +158,26 @@ def in_batch_softmax_loss(
 
 
 def full_softmax_loss(
-    user_emb: torch.Tensor, all_item_emb: torch.Tensor, item_idx: torch.Tensor, *, temperature: float = 1.0
+    user_emb: torch.Tensor,
+    all_item_emb: torch.Tensor,
+    item_idx: torch.Tensor,
+    *,
+    temperature: float = 1.0,
+    label_smoothing: float = 0.0,
+    hidden: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
-    """Exact softmax over every catalogue movie."""
-    return _FullSoftmax.apply(user_emb, all_item_emb, item_idx, float(temperature))
+    """Exact softmax over every catalogue movie.
+
+    ``hidden``: (row, movie) pairs that are not candidates for that row (e.g. a sequence target's
+    earlier movies: positives of the same user, never ranked for them when evaluated or served);
+    they get no probability and no gradient. A row's own target must not be among them.
+    ``label_smoothing`` ε: the target distribution is 1 - ε on the positive plus ε spread evenly
+    over the row's candidates (the positive included), as ``torch.nn.functional.cross_entropy``
+    spreads it over all classes.
+    """
+    if not 0.0 <= label_smoothing < 1.0:
+        raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
+    empty = torch.zeros(0, dtype=torch.int64, device=item_idx.device)
+    hidden_rows, hidden_items = hidden if hidden is not None else (empty, empty)
+    settings = (float(temperature), float(label_smoothing))
+    return _FullSoftmax.apply(user_emb, all_item_emb, item_idx, *settings, hidden_rows, hidden_items)

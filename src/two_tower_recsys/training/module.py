@@ -18,7 +18,7 @@ from two_tower_recsys.retrieval.scorers import EmbeddingScorer, SequenceScorer
 from two_tower_recsys.settings import ModelConfig, TrainerConfig, settings_from_mapping
 from two_tower_recsys.training.losses import full_softmax_loss, in_batch_softmax_loss
 from two_tower_recsys.training.optim import LazyAdam
-from two_tower_recsys.training.sequences import sequence_training_batch
+from two_tower_recsys.training.sequences import earlier_positives, sequence_training_batch
 
 
 class TwoTowerModule(L.LightningModule):
@@ -80,8 +80,14 @@ class TwoTowerModule(L.LightningModule):
         item_emb = self.net.item_tower(items)
         cfg = self.model_config
         if cfg.negatives == "full":
+            hidden = earlier_positives(batch) if cfg.hide_earlier_positives else None
             loss = full_softmax_loss(
-                user_emb, self.net.item_tower.embed_all(), items, temperature=cfg.temperature
+                user_emb,
+                self.net.item_tower.embed_all(),
+                items,
+                temperature=cfg.temperature,
+                label_smoothing=cfg.label_smoothing,
+                hidden=hidden,
             )
         else:
             log_q = self.log_q if cfg.logq_correction else None

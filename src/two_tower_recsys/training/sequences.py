@@ -153,6 +153,20 @@ def sequence_training_batch(
     return states[mask], targets[mask]
 
 
+def earlier_positives(batch: SequenceBatch) -> tuple[torch.Tensor, torch.Tensor]:
+    """(kept target, movie) for every movie before each kept target in its window.
+
+    Kept targets are numbered as :func:`sequence_training_batch` returns them. They are the same
+    user's positives (distinct, so never the target itself), which evaluation and serving never
+    rank for that user: the full softmax need not push them down (``model.hide_earlier_positives``).
+    """
+    inputs, _, mask = batch
+    sequence, position = torch.nonzero(mask, as_tuple=True)  # row-major: the order of states[mask]
+    earlier = torch.arange(inputs.shape[1]).unsqueeze(0) <= position.unsqueeze(1)  # inputs 0..j
+    target = torch.arange(len(sequence)).unsqueeze(1).expand_as(earlier)
+    return target[earlier], inputs[sequence][earlier]
+
+
 def target_counts(histories: UserHistories, n_items: int) -> np.ndarray:
     """How often each movie is a training target (every sequence position but the first)."""
     positions = torch.arange(histories.items.shape[1]).unsqueeze(0)
