@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/bench_sequence_training.py [--zip PATH] [--negatives in_batch]
         [--targets 2000000] [--batch-size 2048] [--max-history 50]
+        [--label-smoothing 0.1 --hide-earlier-positives]   # the recipe's full-softmax options
 
 One epoch through the real LightningModule, sequence loader and Trainer, in a fresh process
 (validation off: bench_evaluation.py times evaluation). Reported: epoch wall time, target
@@ -36,7 +37,12 @@ def child(zip_path: Path, processed_dir: Path, args: argparse.Namespace) -> None
         DataConfig(name="custom"), PathsConfig(raw_zip=zip_path, processed_dir=processed_dir), progress=False
     )
     model_cfg = ModelConfig(
-        user_tower="sequence", negatives=args.negatives, l2_reg=0.0, max_history=args.max_history
+        user_tower="sequence",
+        negatives=args.negatives,
+        l2_reg=0.0,
+        max_history=args.max_history,
+        label_smoothing=args.label_smoothing,
+        hide_earlier_positives=args.hide_earlier_positives,
     )
     trainer_cfg = TrainerConfig(
         optimizer="adamw",
@@ -69,6 +75,8 @@ def child(zip_path: Path, processed_dir: Path, args: argparse.Namespace) -> None
         json.dumps(
             {
                 "negatives": args.negatives,
+                "label_smoothing": args.label_smoothing,
+                "hide_earlier_positives": args.hide_earlier_positives,
                 "epoch_s": seconds,
                 "epoch_cpu_s": cpu_seconds,  # all threads: a busy machine inflates epoch_s, not this
                 "targets": targets,
@@ -90,6 +98,8 @@ def main() -> None:
     parser.add_argument("--targets", type=int, default=2_000_000)
     parser.add_argument("--batch-size", type=int, default=2048)
     parser.add_argument("--max-history", type=int, default=50)
+    parser.add_argument("--label-smoothing", type=float, default=0.0)
+    parser.add_argument("--hide-earlier-positives", action="store_true")
     parser.add_argument("--child", nargs=2, metavar=("ZIP", "PROCESSED"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -99,9 +109,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as processed_dir:
         options = ["--negatives", args.negatives, "--targets", str(args.targets)]
         options += ["--batch-size", str(args.batch_size), "--max-history", str(args.max_history)]
+        options += ["--label-smoothing", str(args.label_smoothing)]
+        options += ["--hide-earlier-positives"] if args.hide_earlier_positives else []
         run = run_isolated(Path(__file__), [str(zip_path), processed_dir, *options])
         print(
-            f"sequence {args.negatives:9s} epoch {run['epoch_s']:7.1f} s ({run['epoch_cpu_s']:.0f} CPU s)  "
+            f"sequence {args.negatives:9s} smoothing {args.label_smoothing} hide "
+            f"{args.hide_earlier_positives!s:5s} epoch {run['epoch_s']:7.1f} s ({run['epoch_cpu_s']:.0f} CPU s)  "
             f"{run['targets_per_s']:9.0f} "
             f"targets/s  {run['batches']} batches  peak RSS {run['peak_rss_mb']:.0f} MB",
             flush=True,

@@ -108,6 +108,16 @@ def test_sequence_tower_settings_reach_the_model_config():
     assert compose_settings().model.user_tower == "id"
 
 
+# The README's advice for large catalogues: the in-batch loss, without the full softmax's options.
+SEQUENCE_IN_BATCH = [
+    "model.negatives=in_batch",
+    "model.label_smoothing=0",
+    "model.hide_earlier_positives=false",
+    "trainer.batch_size=2048",
+    "model.max_history=50",
+]
+
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
@@ -118,6 +128,10 @@ def test_sequence_tower_settings_reach_the_model_config():
         (["model.user_tower=sequence"], "model.user_tower=sequence needs trainer.optimizer=adam or adamw"),
         (["model.label_smoothing=1.0"], "model.label_smoothing must be in [0, 1), got 1.0"),
         (["model.label_smoothing=0.1"], "model.label_smoothing needs model.negatives=full"),
+        (
+            ["experiment=sequence", "model.negatives=in_batch"],
+            "model.label_smoothing needs model.negatives=full",
+        ),
         (
             ["model.hide_earlier_positives=true", "model.negatives=full"],
             "model.hide_earlier_positives needs model.user_tower=sequence and model.negatives=full, "
@@ -144,5 +158,9 @@ def test_the_sequence_experiment_sets_the_recipe_and_keeps_later_overrides():
         0.005,
     )
     assert settings.trainer.max_epochs == 3 and settings.model.max_history == 100
-    assert settings.trainer.batch_size == 256 and settings.trainer.ema_decay == 0.99
+    assert settings.trainer.batch_size == 256 and settings.trainer.ema_decay == 0.997
+    assert settings.model.label_smoothing == 0.1 and settings.model.hide_earlier_positives
+    assert compose_settings(["experiment=sequence"]).trainer.max_epochs == 40
+    large_catalogue = ["experiment=sequence", *SEQUENCE_IN_BATCH]  # the README's ML-20M advice
+    assert compose_settings(large_catalogue).model.negatives == "in_batch"
     assert compose_settings().model.user_tower == "id"  # the default stays the ID tower
