@@ -114,8 +114,8 @@ def main() -> None:
         run = run_isolated(Path(__file__), [str(zip_path), processed_dir, *options])
         print(
             f"sequence {args.negatives:9s} smoothing {args.label_smoothing} hide "
-            f"{args.hide_earlier_positives!s:5s} epoch {run['epoch_s']:7.1f} s ({run['epoch_cpu_s']:.0f} CPU s)  "
-            f"{run['targets_per_s']:9.0f} "
+            f"{args.hide_earlier_positives!s:5s} epoch {run['epoch_s']:7.1f} s "
+            f"({run['epoch_cpu_s']:.0f} CPU s)  {run['targets_per_s']:9.0f} "
             f"targets/s  {run['batches']} batches  peak RSS {run['peak_rss_mb']:.0f} MB",
             flush=True,
         )
