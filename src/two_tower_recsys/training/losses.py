@@ -116,16 +116,12 @@ class _FullSoftmax(torch.autograd.Function):
                 positive = logits[rows, targets]
                 log_norm = _into_loss_gradient(logits, scale)
                 grad_logits = logits  # softmax * scale; 0 where hidden
+                total += (log_norm - (1 - label_smoothing) * positive).sum()
                 if label_smoothing:
-                    uniform_mean = candidate_sum / n_candidates
-                    smoothed = (1 - label_smoothing) * positive + label_smoothing * uniform_mean
-                    total += (log_norm - smoothed).sum()
+                    total -= label_smoothing * (candidate_sum / n_candidates).sum()
                     grad_logits.sub_((scale * label_smoothing / n_candidates).unsqueeze(1))
                     grad_logits[chunk_rows, chunk_items] = 0.0
-                    grad_logits[rows, targets] -= scale * (1 - label_smoothing)
-                else:
-                    total += (log_norm - positive).sum()
-                    grad_logits[rows, targets] -= scale
+                grad_logits[rows, targets] -= scale * (1 - label_smoothing)
                 torch.mm(grad_logits, all_item_emb, out=grad_user[start : start + len(targets)])
                 grad_items.addmm_(grad_logits.T, users)
             ctx.save_for_backward(grad_user, grad_items)
