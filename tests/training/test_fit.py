@@ -6,6 +6,7 @@ import functools
 import lightning as L
 import pytest
 import torch
+from lightning.pytorch.loggers import Logger
 from loss_reference import candidate_cross_entropy
 from support import TINY_FIT_MAX_PAIRS
 
@@ -145,3 +146,44 @@ def test_lightning_trains_the_sequence_tower_on_the_smoothed_loss_without_earlie
     assert len(losses.pairs) == 3
     for trained, expected in losses.pairs:
         assert trained == pytest.approx(expected, rel=1e-5)
+
+
+class _CheckpointWatchingLogger(Logger):
+    """A Lightning logger noting, for each validation metric it gets, the epoch last.ckpt holds then."""
+
+    def __init__(self, last_checkpoint):
+        super().__init__()
+        self.last_checkpoint = last_checkpoint
+        self.arrivals: list[tuple[int, int | None]] = []  # (step, epoch in last.ckpt or None)
+
+    name, version = "watching", 0
+
+    def log_metrics(self, metrics, step=None):
+        if "val_recall_at_50" in metrics:
+            saved = None
+            if self.last_checkpoint.exists():
+                saved = torch.load(self.last_checkpoint, map_location="cpu", weights_only=True)["epoch"]
+            self.arrivals.append((step, saved))
+
+    def log_hyperparams(self, params, *args, **kwargs):
+        pass
+
+
+def test_each_epochs_validation_reaches_the_loggers_before_its_checkpoint(tiny, tmp_path):
+    """A run killed after last.ckpt is written resumes past that epoch: its validation must
+    already be logged (Lightning itself logs epoch-end metrics after the checkpoint)."""
+    settings, dataset = tiny
+    watching = _CheckpointWatchingLogger(tmp_path / "checkpoints" / "last.ckpt")
+    fit = fit_two_tower(
+        dataset,
+        model_cfg=settings.model,
+        trainer_cfg=settings.trainer,
+        eval_cfg=settings.eval,
+        seed=0,
+        checkpoint_dir=tmp_path / "checkpoints",
+        loggers=[watching],
+    )
+    epochs = len(fit.history)
+    assert [saved for _, saved in watching.arrivals] == [None, *range(epochs - 1)]
+    steps = [step for step, _ in watching.arrivals]
+    assert steps == sorted(steps) and len(set(steps)) == epochs  # one point per epoch, in order
