@@ -96,7 +96,7 @@ class TwoTowerModule(L.LightningModule):
             # Only the rows in the batch are penalised (classic matrix-factorisation L2), so the
             # gradient stays row-sparse; weight decay would shrink every row every step.
             loss = loss + cfg.l2_reg * (user_emb.pow(2).sum(1).mean() + item_emb.pow(2).sum(1).mean())
-        self.log(
+        self.log(  # the loggers get it with the epoch's validation (training/validation.py)
             "train_loss",
             loss,
             on_step=False,
@@ -104,6 +104,7 @@ class TwoTowerModule(L.LightningModule):
             prog_bar=True,
             batch_size=len(items),
             sync_dist=True,
+            logger=False,
         )
         return loss
 

@@ -81,13 +81,15 @@ class RetrievalValidation(L.Callback):
             # For early stopping, checkpointing and the progress bar. The value is already global
             # (gathered ranks); sync_dist averages identical copies.
             pl_module.log(name, value, on_epoch=True, prog_bar="recall" in name, sync_dist=True, logger=False)
+        loss = trainer.callback_metrics.get("train_loss")  # the epoch's mean, from the module
+        if loss is not None:
+            logged["train_loss"] = float(loss)
         # Lightning hands epoch-end metrics to the loggers only after every on_train_epoch_end
         # hook, so after ModelCheckpoint has written last.ckpt: a run killed in between resumed
-        # past an epoch whose validation never reached MLflow. Sent now, they are stored first, at
+        # past an epoch whose metrics never reached MLflow. Sent now, they are stored first, at
         # the step Lightning would give them (loggers write on global rank 0 only).
         for logger in trainer.loggers:
             logger.log_metrics(logged, step=max(trainer.global_step - 1, 0))
-        loss = trainer.callback_metrics.get("train_loss")
         record = EpochRecord(
             trainer.current_epoch, float(loss) if loss is not None else float("nan"), metrics
         )
