@@ -75,6 +75,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--single-requests", type=int, default=300, help="per round")
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--duration", type=float, default=8.0, help="seconds of concurrent load per round")
+    parser.add_argument(
+        "--answer-table-k",
+        type=int,
+        default=InferConfig().answer_table_k,
+        help="infer.answer_table_k of our package (0: every answer computed per request)",
+    )
     parser.add_argument("--label", default="", help="suffix of the results file")
     return parser.parse_args()
 
@@ -260,7 +266,7 @@ def main() -> None:
     args = parse_args()
     ensure_index(args)
     started = time.perf_counter()
-    package_model(args.index, args.package, InferConfig())
+    package_model(args.index, args.package, InferConfig(answer_table_k=args.answer_table_k))
     package_s = time.perf_counter() - started
     package_noop(args.noop_package)
     user_ids = np.arange(1, args.users + 1)
@@ -317,6 +323,7 @@ def main() -> None:
     report = {
         "stack": args.stack,
         "workers": args.workers,
+        "answer_table_k": args.answer_table_k,
         "server_env": args.server_env,
         "k": args.k,
         "rounds": args.rounds,
@@ -335,7 +342,9 @@ def main() -> None:
         "load_average_at_end": os.getloadavg(),
         "machine": machine(),
     }
-    print(f"\nstack {args.stack}, {args.workers} worker(s), k={args.k}, medians of {args.rounds} rounds")
+    table = f"answer table k={args.answer_table_k}" if args.answer_table_k else "no answer table"
+    setup = f"stack {args.stack}, {args.workers} worker(s), k={args.k}, {table}"
+    print(f"\n{setup}, medians of {args.rounds} rounds")
     print(f"{'':28}{'no-op':>10}{'ours':>10}{'ours/no-op':>12}")
     rows = [
         ("1 client p50 (ms)", "one_client", "p50_ms", ratios["one_client_p50"]),

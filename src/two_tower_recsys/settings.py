@@ -251,6 +251,9 @@ class InferConfig:
     # cannot make the server build gigabytes of JSON.
     max_response_items: int = 1_000_000
     max_history_items: int = 10_000  # movieIds in one user's request history; longer is refused
+    # Packaging: every known user's top answer_table_k (exact index) ships with the model, so a
+    # served request for k <= it is a lookup; 0 ships none.
+    answer_table_k: int = 100
 
     def __post_init__(self) -> None:
         _require_positive(
@@ -267,6 +270,10 @@ class InferConfig:
         )
         if self.filter_seen is not None:
             raise ConfigError(removed_filter_seen_message("infer.exclude", self.filter_seen))
+        if self.answer_table_k < 0:
+            raise ConfigError(
+                f"infer.answer_table_k must be 0 (no table) or positive, got {self.answer_table_k}"
+            )
 
 
 @dataclass(frozen=True)

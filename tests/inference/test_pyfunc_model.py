@@ -97,6 +97,7 @@ def test_an_unexpected_failure_is_a_clean_500(packaged_model, monkeypatch):
         raise RuntimeError("/secret/path/file.py exploded")
 
     monkeypatch.setattr(recommender, "recommend", broken)
+    monkeypatch.setattr(recommender, "looked_up", broken)  # the answer table's path
     with pytest.raises(MlflowException) as caught:
         model.predict(pd.DataFrame({"user_id": [1], "k": [1]}))
     assert caught.value.get_http_status_code() == 500
@@ -120,7 +121,8 @@ def test_concurrent_one_user_requests_are_combined_and_answered_exactly_as_alone
     recommender_model = model.unwrap_python_model()
     combiner = recommender_model.combiner
     users = [1 + (7 * n) % 260 for n in range(16)]  # ids above 200: unknown, the fallback
-    requests = [pd.DataFrame({"user_id": [user], "k": [1 + n % 9]}) for n, user in enumerate(users)]
+    # k past the package's answer table (100): computed, so combined
+    requests = [pd.DataFrame({"user_id": [user], "k": [101 + n % 9]}) for n, user in enumerate(users)]
     calls, batches = combiner.calls, combiner.batches
     with ThreadPoolExecutor(16) as pool:
         with combiner._turn:  # as if a request were running: the 16 queue behind it

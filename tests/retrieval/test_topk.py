@@ -1,4 +1,4 @@
-"""The exact top-k: torch.topk's values, ties broken by the lower item index, on both paths."""
+"""The exact top-k: torch.topk's values, ties broken by the lower item index, on every path."""
 
 import numpy as np
 import pytest
@@ -39,9 +39,16 @@ def assert_is_the_rule(scores: torch.Tensor, k: int, values: torch.Tensor, items
 
 @settings(max_examples=300, deadline=None)
 @given(scores=score_matrices(1, 7, 1, 300), k_share=st.floats(0.0, 1.0))
-def test_small_batches_take_one_stage_and_follow_the_tie_rule(scores, k_share):
+def test_few_rows_go_row_by_row_and_follow_the_tie_rule(scores, k_share):
     k = round(k_share * scores.shape[1])
     assert not uses_two_stages(*scores.shape, k)
+    assert_is_the_rule(scores, k, *top_k(scores, k))
+
+
+@settings(max_examples=300, deadline=None)
+@given(scores=score_matrices(1, 7, 128, 3000), k_share=st.floats(0.0, 1.0))
+def test_few_rows_with_a_small_k_take_the_block_threshold_and_follow_the_tie_rule(scores, k_share):
+    k = max(1, int(k_share * (scores.shape[1] // 128)))  # the blocks leave a small share
     assert_is_the_rule(scores, k, *top_k(scores, k))
 
 

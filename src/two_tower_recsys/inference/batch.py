@@ -45,6 +45,9 @@ SCHEMA = pa.schema(
 PARQUET_OPTIONS: dict[str, object] = {"use_dictionary": ["user_id", "rank"]}
 
 
+TopItems = tuple[np.ndarray, np.ndarray]  # scores (float32), item indices (int64): [users, k]
+
+
 @dataclass(frozen=True)
 class BatchSummary:
     path: Path
@@ -52,22 +55,62 @@ class BatchSummary:
     rows: int
 
 
-def recommendation_table(recommender: Recommender, users: np.ndarray, k: int, exclude: Exclude) -> pa.Table:
+def recommendation_table(
+    users: np.ndarray, top: TopItems, index_user_ids: np.ndarray, item_ids: np.ndarray
+) -> pa.Table:
     """The rows of the user indices ``users``, best first per user; excluded movies never appear."""
-    ks = np.full(len(users), min(k, recommender.n_items), dtype=np.int64)
-    values, items = recommender.top_items(users, ks, exclude)
-    values, items = values.numpy(), items.numpy()
+    values, items = top
     kept = values != -np.inf  # excluded movies (and a short user's padding) score -inf, sorted last
     width = values.shape[1]
     return pa.table(
         {
-            "user_id": np.repeat(recommender.index.user_ids[users], width)[kept.ravel()],
+            "user_id": np.repeat(index_user_ids[users], width)[kept.ravel()],
             "rank": np.tile(np.arange(1, width + 1, dtype=np.int32), len(users))[kept.ravel()],
-            "movieId": recommender.index.item_ids[items[kept]],
+            "movieId": item_ids[items[kept]],
             "score": values[kept].astype(np.float32, copy=False),
         },
         schema=SCHEMA,
     )
+
+
+def top_items_of_every_user(
+    recommender: Recommender,
+    k: int,
+    *,
+    exclude: Exclude = "rated",
+    progress: bool = True,
+    workers: int | None = None,
+    desc: str = "recommend-all",
+) -> Iterator[tuple[np.ndarray, TopItems]]:
+    """``(user indices, (scores, item indices))`` per batch of users, in order, best first.
+
+    ``k`` is clamped to the catalogue; a short user's row ends in ``-inf`` scores. The batches
+    are scored ``workers`` at a time (see the module docstring).
+    """
+    if k <= 0:
+        raise ConfigError(f"k must be positive, got {k}")
+    workers = workers or torch.get_num_threads()
+    n_users = len(recommender.index.user_ids)
+    starts = range(0, n_users, recommender.batch_size)
+    ks = np.full(recommender.batch_size, min(k, recommender.n_items), dtype=np.int64)
+
+    def score(users: np.ndarray) -> TopItems:
+        values, items = recommender.top_items(users, ks[: len(users)], exclude)
+        return values.numpy(), items.numpy()
+
+    with (
+        tqdm(total=len(starts), desc=desc, unit="batch", disable=not progress) as bar,
+        _one_torch_thread(when=workers > 1),
+        ThreadPoolExecutor(workers, thread_name_prefix=desc) as pool,
+    ):
+        pending: deque[tuple[np.ndarray, Future[TopItems]]] = deque()
+        for start in starts:
+            users = np.arange(start, min(start + recommender.batch_size, n_users), dtype=np.int64)
+            pending.append((users, pool.submit(score, users)))
+            while len(pending) > workers or (pending and start == starts[-1]):
+                done_users, top = pending.popleft()
+                yield done_users, top.result()
+                bar.update()
 
 
 def write_all_recommendations(
@@ -82,27 +125,16 @@ def write_all_recommendations(
     """Write the top-``k`` of every user in the index to ``path`` (parquet), atomically."""
     if k <= 0:
         raise ConfigError(f"k must be positive, got {k}")
-    workers = workers or torch.get_num_threads()
-    n_users = len(recommender.index.user_ids)
-    starts = range(0, n_users, recommender.batch_size)
+    index = recommender.index
     rows = 0
-    with (
-        atomic_path(Path(path)) as tmp,
-        pq.ParquetWriter(tmp, SCHEMA, **PARQUET_OPTIONS) as writer,
-        tqdm(total=len(starts), desc="recommend-all", unit="batch", disable=not progress) as bar,
-        _one_torch_thread(when=workers > 1),
-        ThreadPoolExecutor(workers, thread_name_prefix="recommend-all") as pool,
-    ):
-        pending: deque[Future[pa.Table]] = deque()
-        for start in starts:
-            users = np.arange(start, min(start + recommender.batch_size, n_users), dtype=np.int64)
-            pending.append(pool.submit(recommendation_table, recommender, users, k, exclude))
-            while len(pending) > workers or (pending and start == starts[-1]):
-                table = pending.popleft().result()
-                writer.write_table(table)
-                rows += table.num_rows
-                bar.update()
-    return BatchSummary(Path(path), n_users, rows)
+    with atomic_path(Path(path)) as tmp, pq.ParquetWriter(tmp, SCHEMA, **PARQUET_OPTIONS) as writer:
+        for users, top in top_items_of_every_user(
+            recommender, k, exclude=exclude, progress=progress, workers=workers
+        ):
+            table = recommendation_table(users, top, index.user_ids, index.item_ids)
+            writer.write_table(table)
+            rows += table.num_rows
+    return BatchSummary(Path(path), len(index.user_ids), rows)
 
 
 @contextmanager

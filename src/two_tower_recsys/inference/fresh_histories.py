@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from two_tower_recsys.preprocessing.histories import UserHistories, most_recent
 
@@ -70,7 +69,6 @@ class FreshHistories:
         owner, items = self._gather(positions)
         return most_recent(owner, items, len(positions), max_history)
 
-    def hidden(self, positions: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    def hidden(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(row within ``positions``, item) of every known movie in those histories."""
-        owner, items = self._gather(positions)
-        return torch.from_numpy(owner), torch.from_numpy(items)
+        return self._gather(positions)

@@ -3,7 +3,8 @@
 ``<destination>/`` is an ordinary MLflow model directory: ``MLmodel`` (signature, input example,
 ``model_config``), ``artifacts/index/`` (a verified copy of the index: embeddings, lookups, seen
 items, popularity, titles, with ``infer.index=hnsw`` the HNSW graph built from the item
-embeddings, and their manifest; no checkpoint), ``code/two_tower_recsys/`` (this
+embeddings, else the answer table of :mod:`~two_tower_recsys.inference.answer_table`, and their
+manifest; no checkpoint), ``code/two_tower_recsys/`` (this
 package, put first on ``sys.path`` when the model loads, so it serves from any directory without
 the package being installed) and ``requirements.txt``. ``MLmodel``'s metadata records the
 ``index_id`` it was built from: loading a package that sits in an artifacts directory whose index
@@ -48,8 +49,10 @@ from two_tower_recsys.artifacts.store import (
     index_id,
     verified_manifest,
 )
+from two_tower_recsys.inference.answer_table import write_answer_table
+from two_tower_recsys.inference.batch import top_items_of_every_user
 from two_tower_recsys.inference.pyfunc_model import INDEX_ARTIFACT, RECOMMENDATION_FORMAT, model_config
-from two_tower_recsys.inference.recommender import hnsw_params
+from two_tower_recsys.inference.recommender import Recommender, hnsw_params
 from two_tower_recsys.inference.validation import USER_ID, K
 from two_tower_recsys.preprocessing.processed import read_id_mapping
 from two_tower_recsys.retrieval.ann import HNSW_FILE, build_hnsw, write_hnsw
@@ -99,16 +102,26 @@ def pinned_requirements(extra: tuple[str, ...] = ()) -> list[str]:
     return [f"{name}=={metadata.version(name).split('+')[0]}" for name in names]
 
 
-def _ann_builder(infer: InferConfig) -> Callable[[Path], dict[str, Any]] | None:
-    """With ``infer.index=hnsw``: write the HNSW graph into the index copy (listed in its manifest)."""
-    if infer.index != "hnsw":
-        return None
-    params = hnsw_params(infer)
+def _extra_files(artifacts_dir: Path, infer: InferConfig) -> Callable[[Path], dict[str, Any]]:
+    """What the index copy gets beyond the index (written there, listed in its manifest).
+
+    ``infer.index=hnsw``: the HNSW graph over the item embeddings. ``infer.index=exact``: the
+    answer table (every user's top ``infer.answer_table_k`` under ``infer.exclude``), scored from
+    the verified source index, whose files the copy must match.
+    """
 
     def build(index_dir: Path) -> dict[str, Any]:
-        item_embeddings = torch.load(index_dir / ITEM_EMBEDDINGS, weights_only=True)
-        write_hnsw(build_hnsw(item_embeddings.numpy(), params), index_dir / HNSW_FILE)
-        return {"ann": params.build_settings()}
+        if infer.index == "hnsw":
+            params = hnsw_params(infer)
+            item_embeddings = torch.load(index_dir / ITEM_EMBEDDINGS, weights_only=True)
+            write_hnsw(build_hnsw(item_embeddings.numpy(), params), index_dir / HNSW_FILE)
+            return {"ann": params.build_settings()}
+        if infer.answer_table_k == 0:
+            return {}
+        recommender = Recommender.from_artifacts(artifacts_dir, batch_size=infer.batch_size)
+        k = min(infer.answer_table_k, recommender.n_items)
+        batches = top_items_of_every_user(recommender, k, exclude=infer.exclude, desc="answer table")
+        return write_answer_table(index_dir, batches, len(recommender.index.user_ids), k, infer.exclude)
 
     return build
 
@@ -125,7 +138,7 @@ class PyfuncSpec:
 def pyfunc_spec(artifacts_dir: Path, workdir: Path, infer: InferConfig) -> PyfuncSpec:
     """Stage a verified copy of the index and of this package's code in ``workdir`` and describe
     the model for MLflow (the same arguments whether it is saved to a folder or logged to a run)."""
-    manifest = copy_index(artifacts_dir, workdir / INDEX_ARTIFACT, _ann_builder(infer))
+    manifest = copy_index(artifacts_dir, workdir / INDEX_ARTIFACT, _extra_files(artifacts_dir, infer))
     code = _copy_package_code(workdir / "code")
     example_user_id = _first_user_id(workdir / INDEX_ARTIFACT)
     arguments = {

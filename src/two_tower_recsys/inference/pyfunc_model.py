@@ -16,6 +16,9 @@ Concurrent small requests without a history (a server's threads) are answered to
 ``recommend`` call (:mod:`~two_tower_recsys.inference.request_combiner`): one product reads the
 movie matrix for all of them, and each answer is bit for bit what it would be alone.
 
+Rows the package's answer table holds (:mod:`~two_tower_recsys.inference.answer_table`: known
+users, ``k`` up to ``infer.answer_table_k``, the packaged ``exclude``) are read from it instead.
+
 Loading reads the index copy packaged with the model (verified by its manifest): embeddings and
 lookups, no Lightning and no checkpoint. A package that sits inside an artifacts directory
 (``artifacts/mlflow_model``) whose index was retrained after packaging is refused.
@@ -105,9 +108,12 @@ class RecommenderModel(mlflow.pyfunc.PythonModel):
         recommendation_format = (params or {}).get(RECOMMENDATION_FORMAT, "triples")
         try:
             rows = self.limits.parse(model_input, self.recommender.n_items)
-            if rows.histories is None and len(rows.user_ids) <= COMBINED_REQUEST_MAX_ROWS:
+            answers = None
+            if rows.histories is None:  # in the answer table: no scoring, nothing to combine
+                answers = self.recommender.looked_up(rows.user_ids, rows.ks, self.exclude)
+            if answers is None and rows.histories is None and len(rows.user_ids) <= COMBINED_REQUEST_MAX_ROWS:
                 answers = self.combiner(rows)
-            else:
+            elif answers is None:
                 answers = self._recommend(rows)
             return [answer.as_dict(recommendation_format) for answer in answers]
         except RequestError as exc:

@@ -9,12 +9,18 @@ the float's bits mapped to an order-preserving integer in the high half, the ite
 
 For many rows and ``k`` much smaller than the row, one ``torch.topk`` over every score was the
 slowest step of ``recommend-all`` (~100 ms of ~200 ms per 1,024 users x 27k movies, one thread).
-:func:`top_k` then selects in two stages instead: split each row into ``BLOCK`` strided blocks
-(block ``j`` holds items ``j, j + width, j + 2 width, ...``, so their maxima are ``BLOCK - 1``
-vectorised element-wise maxima), take the ``k``-th largest block maximum ``t``, and rank only the
-items scoring at least ``t`` (about ``1.1 k`` of 27k on trained-like or random scores). That is
-exact: ``k`` blocks have a maximum of at least ``t``, so the ``k``-th best score is at least
-``t`` and every item that can be in the top ``k``, ties included, is kept.
+:func:`top_k` then selects in two stages instead: split each row into ``BLOCK`` blocks, take the
+``k``-th largest block maximum ``t``, and rank only the items scoring at least ``t`` (about
+``1.1 k`` of 27k on trained-like or random scores). That is exact: ``k`` blocks have a maximum of
+at least ``t``, so the ``k``-th best score is at least ``t`` and every item that can be in the top
+``k``, ties included, is kept. A batch takes strided blocks (block ``j`` holds items ``j, j +
+width, j + 2 width, ...``, so their maxima are ``BLOCK - 1`` vectorised element-wise maxima).
+
+The few-row batches of serving (a one-user request above all) take the same two stages row by
+row in NumPy, whose small operations cost a microsecond where torch's cost ten: 0.03 ms for one
+user over 27k movies at k = 10, against 0.13 ms for ``torch.topk`` and its tie check. Where ``k``
+is too large for the blocks to leave a small share, the threshold is the row's ``k``-th largest
+score itself (``np.partition``).
 """
 
 from __future__ import annotations
@@ -22,10 +28,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-# Where the two-stage path paid, over 27k movies on one thread: from 4 rows at k = 100 and from
-# 8 at k = 10 (1 user: 0.09 ms for torch.topk, 0.13-0.23 ms in two stages; 128 users at k = 100:
-# 18 -> 8 ms). One-user requests stay on one torch.topk. ``k x BLOCKS x 4 <= n_items`` keeps
-# the threshold high enough to leave few candidates (not measured further).
+# Where the vectorised two-stage path paid, over 27k movies on one thread: from 4 rows at k = 100
+# and from 8 at k = 10 (128 users at k = 100: 18 -> 8 ms). Fewer rows go row by row in NumPy.
+# ``k x BLOCKS x 4 <= n_items`` keeps the threshold high enough to leave few candidates (not
+# measured further).
 TWO_STAGE_MIN_ROWS = 8
 BLOCKS = 32  # strided blocks per row (the threshold is the k-th largest of ~n/32 block maxima)
 # Score this many bytes of a batch at a time: a 1,024 x 27k batch (110 MB) falls out of cache
@@ -45,6 +51,8 @@ def top_k(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         raise ValueError(f"k must be between 0 and {n_items}, got {k}")
     if k == 0 or rows == 0:
         return scores.new_empty((rows, k)), torch.zeros((rows, k), dtype=torch.int64)
+    if rows < TWO_STAGE_MIN_ROWS:
+        return _row_by_row_top_k(scores, k)
     if uses_two_stages(rows, n_items, k):
         return _two_stage_top_k(scores, k)
     return _one_stage_top_k(scores, k)
@@ -57,7 +65,11 @@ def rows_per_chunk(n_items: int) -> int:
 
 def uses_two_stages(rows: int, n_items: int, k: int) -> bool:
     """Two stages for batches, and only when the ``k``-th block maximum leaves a small share."""
-    return rows >= TWO_STAGE_MIN_ROWS and k * BLOCKS * 4 <= n_items
+    return rows >= TWO_STAGE_MIN_ROWS and _blocks_pay(n_items, k)
+
+
+def _blocks_pay(n_items: int, k: int) -> bool:
+    return k * BLOCKS * 4 <= n_items
 
 
 def ranked_top_k(
@@ -79,6 +91,29 @@ def _ordered_bits(values: torch.Tensor) -> torch.Tensor:
     """int32 in the order of the float32 ``values``, -0.0 and 0.0 alike."""
     bits = (values.float() + 0.0).view(torch.int32)  # + 0.0 turns -0.0 into 0.0
     return torch.where(bits < 0, bits ^ _LOW_MASK, bits)
+
+
+def _row_by_row_top_k(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each row in NumPy: a threshold, the items at or above it, ranked by (-score, item)."""
+    scores_np = scores.numpy()
+    rows, n_items = scores_np.shape
+    values = np.empty((rows, k), dtype=np.float32)
+    items = np.empty((rows, k), dtype=np.int64)
+    width = n_items // BLOCKS
+    for row, row_scores in enumerate(scores_np):
+        if _blocks_pay(n_items, k):
+            maxima = row_scores[: width * BLOCKS].reshape(BLOCKS, width).max(axis=1)  # contiguous blocks
+            if width * BLOCKS < n_items:
+                maxima = np.append(maxima, row_scores[width * BLOCKS :].max())
+            threshold = np.partition(maxima, len(maxima) - k)[len(maxima) - k]
+        else:
+            threshold = np.partition(row_scores, n_items - k)[n_items - k]
+        candidates = np.flatnonzero(row_scores >= threshold)
+        candidate_scores = row_scores[candidates]
+        # lexsort: the last key sorts first; -0.0 and 0.0 compare equal, so they tie on the item
+        best = np.lexsort((candidates, -candidate_scores))[:k]
+        values[row], items[row] = candidate_scores[best], candidates[best]
+    return torch.from_numpy(values), torch.from_numpy(items)
 
 
 def _one_stage_top_k(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
