@@ -33,6 +33,7 @@ import torch
 # ``k x BLOCKS x 4 <= n_items`` keeps the threshold high enough to leave few candidates (not
 # measured further).
 TWO_STAGE_MIN_ROWS = 8
+ROW_BY_ROW_MAX_ROWS = TWO_STAGE_MIN_ROWS - 1
 BLOCKS = 32  # strided blocks per row (the threshold is the k-th largest of ~n/32 block maxima)
 # Score this many bytes of a batch at a time: a 1,024 x 27k batch (110 MB) falls out of cache
 # between the product, the mask and the top-k; 16 MB chunks (~150 users) took half the time.
@@ -51,7 +52,7 @@ def top_k(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         raise ValueError(f"k must be between 0 and {n_items}, got {k}")
     if k == 0 or rows == 0:
         return scores.new_empty((rows, k)), torch.zeros((rows, k), dtype=torch.int64)
-    if rows < TWO_STAGE_MIN_ROWS:
+    if rows <= ROW_BY_ROW_MAX_ROWS:
         return _row_by_row_top_k(scores, k)
     if uses_two_stages(rows, n_items, k):
         return _two_stage_top_k(scores, k)
