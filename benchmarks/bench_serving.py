@@ -3,6 +3,8 @@
     .venv/bin/python benchmarks/bench_serving.py                 # two-tower serve stack, its defaults
     .venv/bin/python benchmarks/bench_serving.py --stack mlflow  # plain `mlflow models serve`
     .venv/bin/python benchmarks/bench_serving.py --workers 1 --rounds 7
+    .venv/bin/python benchmarks/bench_serving.py --answer-table-k 0    # every answer computed
+    .venv/bin/python benchmarks/bench_serving.py --ours product-only   # the exact-scoring floor
 
 Packages the random index of bench_inference.py (written if missing) and a no-op pyfunc model
 (``noop_model.py``: an empty answer for any request), and starts both on the same server stack
@@ -57,6 +59,7 @@ from two_tower_recsys.settings import InferConfig, ServeConfig
 
 VENV_BIN = Path(sys.executable).parent
 NOOP_CODE = Path(__file__).with_name("noop_model.py")
+PRODUCT_ONLY_CODE = Path(__file__).with_name("product_only_model.py")
 TARGETS = {"one_client_p50_ratio_max": 1.3, "concurrent_rps_ratio_min": 0.6, "errors": 0}
 
 
@@ -80,6 +83,12 @@ def parse_args() -> argparse.Namespace:
         type=int,
         default=InferConfig().answer_table_k,
         help="infer.answer_table_k of our package (0: every answer computed per request)",
+    )
+    parser.add_argument(
+        "--ours",
+        choices=["two-tower", "product-only"],
+        default="two-tower",
+        help="what is measured beside the no-op: our package, or product_only_model.py (a floor)",
     )
     parser.add_argument("--label", default="", help="suffix of the results file")
     return parser.parse_args()
@@ -133,12 +142,12 @@ def start_server(
     return process, f"http://127.0.0.1:{port}"
 
 
-def package_noop(destination: Path) -> None:
+def package_code_model(code: Path, destination: Path) -> None:
     import mlflow.pyfunc
 
     if destination.exists():
         shutil.rmtree(destination)
-    mlflow.pyfunc.save_model(path=str(destination), python_model=str(NOOP_CODE))
+    mlflow.pyfunc.save_model(path=str(destination), python_model=str(code))
 
 
 def stop_server(process: subprocess.Popen) -> None:
@@ -266,9 +275,13 @@ def main() -> None:
     args = parse_args()
     ensure_index(args)
     started = time.perf_counter()
-    package_model(args.index, args.package, InferConfig(answer_table_k=args.answer_table_k))
+    if args.ours == "two-tower":
+        package_model(args.index, args.package, InferConfig(answer_table_k=args.answer_table_k))
+    else:
+        args.package = RESULTS / "mlflow_model-product-only"
+        package_code_model(PRODUCT_ONLY_CODE, args.package)
     package_s = time.perf_counter() - started
-    package_noop(args.noop_package)
+    package_code_model(NOOP_CODE, args.noop_package)
     user_ids = np.arange(1, args.users + 1)
     servers = {"noop": args.noop_package, "ours": args.package}
     rounds: dict[str, list[dict]] = {name: [] for name in servers}
@@ -323,6 +336,7 @@ def main() -> None:
     report = {
         "stack": args.stack,
         "workers": args.workers,
+        "ours": args.ours,
         "answer_table_k": args.answer_table_k,
         "server_env": args.server_env,
         "k": args.k,
@@ -343,6 +357,7 @@ def main() -> None:
         "machine": machine(),
     }
     table = f"answer table k={args.answer_table_k}" if args.answer_table_k else "no answer table"
+    table = table if args.ours == "two-tower" else "ours = product_only_model.py"
     setup = f"stack {args.stack}, {args.workers} worker(s), k={args.k}, {table}"
     print(f"\n{setup}, medians of {args.rounds} rounds")
     print(f"{'':28}{'no-op':>10}{'ours':>10}{'ours/no-op':>12}")

@@ -57,6 +57,9 @@ def test_non_positive_values_are_rejected():
         compose_settings(["infer.filter_seen=false"])
     with pytest.raises(ConfigError, match="infer.exclude must be one of rated, positives, none"):
         compose_settings(["infer.exclude=seen"])
+    with pytest.raises(ConfigError, match=r"infer.answer_table_k must be 0 \(no table\) or positive, got -1"):
+        compose_settings(["infer.answer_table_k=-1"])
+    assert compose_settings(["infer.answer_table_k=0"]).infer.answer_table_k == 0
 
 
 def test_literal_choices_are_checked():

@@ -61,6 +61,8 @@ def test_a_packaged_model_looks_up_what_the_core_computes(packaged_model, random
     computed = Recommender.from_artifacts(random_index_dir)
     assert computed.answers is None
     assert looked_up.answers is not None and looked_up.answers.k == InferConfig().answer_table_k
+    assert isinstance(looked_up.answers.items, np.memmap)  # the server's workers share one copy
+    assert isinstance(looked_up.answers.scores, np.memmap)
     users = looked_up.index.user_ids
     for k in (1, 10, 100, 101):  # 101: past the table, computed
         assert looked_up.answers.answers(np.array([k]), "rated") == (k <= 100)
