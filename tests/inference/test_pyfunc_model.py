@@ -136,3 +136,14 @@ def test_concurrent_one_user_requests_are_combined_and_answered_exactly_as_alone
     for answer, request in zip(answers, requests, strict=True):
         user, k = int(request.user_id[0]), int(request.k[0])
         assert answer == [core.recommend([user], k)[0].as_dict()]  # scores bit for bit
+
+
+def test_requests_the_answer_table_holds_skip_the_combiner(model, core):
+    combiner = model.unwrap_python_model().combiner
+    calls = combiner.calls
+    (answer,) = model.predict(pd.DataFrame({"user_id": [5], "k": [4]}))
+    assert combiner.calls == calls  # read from the package's answer table
+    assert answer == core.recommend([5], 4)[0].as_dict()
+    (past_the_table,) = model.predict(pd.DataFrame({"user_id": [5], "k": [101]}))
+    assert combiner.calls == calls + 1  # computed, through the combiner
+    assert past_the_table == core.recommend([5], 101)[0].as_dict()
