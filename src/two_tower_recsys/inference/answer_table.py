@@ -27,7 +27,7 @@ from numpy.lib.format import open_memmap
 
 from two_tower_recsys.errors import ArtifactError
 
-TopItems = tuple[np.ndarray, np.ndarray]  # scores, item indices: [users, k]
+TopItems = tuple[np.ndarray, np.ndarray]  # scores (float32), item indices: [users, k], best first
 ANSWER_ITEMS = "answer_items.npy"
 ANSWER_SCORES = "answer_scores.npy"
 MANIFEST_KEY = "answer_table"

@@ -33,6 +33,7 @@ import torch
 from tqdm.auto import tqdm
 
 from two_tower_recsys.errors import ConfigError
+from two_tower_recsys.inference.answer_table import TopItems
 from two_tower_recsys.inference.recommender import Exclude, Recommender
 from two_tower_recsys.utils.fileio import atomic_path
 
@@ -43,9 +44,6 @@ SCHEMA = pa.schema(
 # movieId and score it cost half the writing time and made the file larger (ML-20M shape, k=100:
 # 11.5 -> 5.2 ms of CPU per 1,024 users, 125 -> 113 MB).
 PARQUET_OPTIONS: dict[str, object] = {"use_dictionary": ["user_id", "rank"]}
-
-
-TopItems = tuple[np.ndarray, np.ndarray]  # scores (float32), item indices (int64): [users, k]
 
 
 @dataclass(frozen=True)

@@ -108,13 +108,14 @@ class RecommenderModel(mlflow.pyfunc.PythonModel):
         recommendation_format = (params or {}).get(RECOMMENDATION_FORMAT, "triples")
         try:
             rows = self.limits.parse(model_input, self.recommender.n_items)
-            answers = None
-            if rows.histories is None:  # in the answer table: no scoring, nothing to combine
-                answers = self.recommender.looked_up(rows.user_ids, rows.ks, self.exclude)
-            if answers is None and rows.histories is None and len(rows.user_ids) <= COMBINED_REQUEST_MAX_ROWS:
-                answers = self.combiner(rows)
-            elif answers is None:
+            if rows.histories is not None:
                 answers = self._recommend(rows)
+            else:  # in the answer table: no scoring, nothing to combine
+                answers = self.recommender.looked_up(rows.user_ids, rows.ks, self.exclude)
+                if answers is None and len(rows.user_ids) <= COMBINED_REQUEST_MAX_ROWS:
+                    answers = self.combiner(rows)
+                elif answers is None:
+                    answers = self._recommend(rows)
             return [answer.as_dict(recommendation_format) for answer in answers]
         except RequestError as exc:
             # The server prefixes `message` with a dump of the request; `detail` stays our one line.

@@ -74,8 +74,6 @@ class SeenItems:
 
 def mask_seen(scores: torch.Tensor, users: torch.Tensor, seen: SeenItems) -> torch.Tensor:
     """Set the scores of each user's seen items to -inf, in place; returns ``scores``."""
-    rows, items = seen.batch_positions(users.cpu())
-    scores[torch.from_numpy(rows).to(scores.device), torch.from_numpy(items).to(scores.device)] = float(
-        "-inf"
-    )
+    rows, items = (torch.from_numpy(a).to(scores.device) for a in seen.batch_positions(users.cpu()))
+    scores[rows, items] = float("-inf")
     return scores
