@@ -240,7 +240,9 @@ class InferConfig:
     # Never recommended: every movie the user rated (rated), only the positives (positives), nothing.
     exclude: Literal["rated", "positives", "none"] = "rated"
     filter_seen: bool | None = None  # removed in favour of exclude; set, it is an error saying so
-    index: Literal["exact", "hnsw"] = "exact"  # hnsw: approximate, for catalogues of millions
+    # pq or hnsw: approximate indexes, for catalogues of millions (README, "Approximate indexes")
+    index: Literal["exact", "pq", "hnsw"] = "exact"
+    pq_refine_factor: int = 10
     hnsw_m: int = 32
     hnsw_ef_construction: int = 200
     hnsw_ef_search: int = 1024
@@ -263,6 +265,7 @@ class InferConfig:
             batch_size=self.batch_size,
             max_request_rows=self.max_request_rows,
             max_response_items=self.max_response_items,
+            pq_refine_factor=self.pq_refine_factor,
             hnsw_m=self.hnsw_m,
             hnsw_ef_construction=self.hnsw_ef_construction,
             hnsw_ef_search=self.hnsw_ef_search,

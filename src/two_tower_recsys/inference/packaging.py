@@ -2,8 +2,8 @@
 
 ``<destination>/`` is an ordinary MLflow model directory: ``MLmodel`` (signature, input example,
 ``model_config``), ``artifacts/index/`` (a verified copy of the index: embeddings, lookups, seen
-items, popularity, titles, with ``infer.index=hnsw`` the HNSW graph built from the item
-embeddings, else the answer table of :mod:`~two_tower_recsys.inference.answer_table`, and their
+items, popularity, titles, with ``infer.index=pq`` or ``hnsw`` that approximate index built from
+the item embeddings, else the answer table of :mod:`~two_tower_recsys.inference.answer_table`, and their
 manifest; no checkpoint), ``code/two_tower_recsys/`` (this
 package, put first on ``sys.path`` when the model loads, so it serves from any directory without
 the package being installed) and ``requirements.txt``. ``MLmodel``'s metadata records the
@@ -52,16 +52,15 @@ from two_tower_recsys.artifacts.store import (
 from two_tower_recsys.inference.answer_table import write_answer_table
 from two_tower_recsys.inference.batch import top_items_of_every_user
 from two_tower_recsys.inference.pyfunc_model import INDEX_ARTIFACT, RECOMMENDATION_FORMAT, model_config
-from two_tower_recsys.inference.recommender import Recommender, hnsw_params
+from two_tower_recsys.inference.recommender import Recommender, ann_params
 from two_tower_recsys.inference.validation import USER_ID, K
 from two_tower_recsys.preprocessing.processed import read_id_mapping
-from two_tower_recsys.retrieval.ann import HNSW_FILE, build_hnsw, write_hnsw
 from two_tower_recsys.settings import InferConfig
 from two_tower_recsys.utils.fileio import replace_directory, staged_directory
 
 # What the inference code imports; the training stack (Lightning, Hydra) is not needed to serve.
 SERVING_REQUIREMENTS = ("mlflow", "torch", "numpy", "pandas", "polars")
-ANN_REQUIREMENTS = ("faiss-cpu",)  # only for a package built with infer.index=hnsw
+ANN_REQUIREMENTS = ("faiss-cpu",)  # only for a package built with an approximate index
 # Loaded by MLflow as "model from code" (read, not imported here: importing it registers a model).
 MODEL_CODE = Path(__file__).with_name("mlflow_model_code.py")
 _PROGRESS_BAR_VARIABLE = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
@@ -105,16 +104,16 @@ def pinned_requirements(extra: tuple[str, ...] = ()) -> list[str]:
 def _extra_files(artifacts_dir: Path, infer: InferConfig) -> Callable[[Path], dict[str, Any]]:
     """What the index copy gets beyond the index (written there, listed in its manifest).
 
-    ``infer.index=hnsw``: the HNSW graph over the item embeddings. ``infer.index=exact``: the
-    answer table (every user's top ``infer.answer_table_k`` under ``infer.exclude``), scored from
-    the verified source index, whose files the copy must match.
+    ``infer.index=pq`` or ``hnsw``: that approximate index over the item embeddings.
+    ``infer.index=exact``: the answer table (every user's top ``infer.answer_table_k`` under
+    ``infer.exclude``), scored from the verified source index, whose files the copy must match.
     """
 
     def build(index_dir: Path) -> dict[str, Any]:
-        if infer.index == "hnsw":
-            params = hnsw_params(infer)
+        params = ann_params(infer)
+        if params is not None:
             item_embeddings = torch.load(index_dir / ITEM_EMBEDDINGS, weights_only=True)
-            write_hnsw(build_hnsw(item_embeddings.numpy(), params), index_dir / HNSW_FILE)
+            params.build(item_embeddings.numpy()).write(index_dir / params.file_name)
             return {"ann": params.build_settings()}
         if infer.answer_table_k == 0:
             return {}
@@ -147,7 +146,7 @@ def pyfunc_spec(artifacts_dir: Path, workdir: Path, infer: InferConfig) -> Pyfun
         "code_paths": [str(code)],
         "signature": serving_signature(),
         "input_example": pd.DataFrame({USER_ID: [example_user_id], K: [infer.k]}),
-        "pip_requirements": pinned_requirements(ANN_REQUIREMENTS if infer.index == "hnsw" else ()),
+        "pip_requirements": pinned_requirements(ANN_REQUIREMENTS if infer.index != "exact" else ()),
         "model_config": model_config(infer),
         "metadata": {
             "two_tower_recsys": {

@@ -57,6 +57,7 @@ SPARK_RESULT_TYPE = (
 MODEL_CONFIG_KEYS = (
     "exclude",
     "index",
+    "pq_refine_factor",
     "hnsw_m",
     "hnsw_ef_construction",
     "hnsw_ef_search",

@@ -3,8 +3,8 @@
 It scores with the index's :class:`EmbeddingScorer` and hides excluded movies with
 :func:`mask_seen`, the very code the evaluator measures, then takes the exact top-k over the whole
 catalogue (:func:`~two_tower_recsys.retrieval.topk.top_k`: equal scores rank the lower catalogue
-index first, on every path); or, with an approximate index (``index="hnsw"``), it asks the HNSW graph for
-candidates, scores those exactly and filters them the same way.
+index first, on every path); or, with an approximate index (``index="pq"`` or ``"hnsw"``), it asks
+that index for candidates, scores those exactly and filters them the same way.
 
 Answers, one per user and in the order asked:
 
@@ -44,7 +44,9 @@ from two_tower_recsys.errors import ConfigError, RequestError
 from two_tower_recsys.inference.answer_table import AnswerTable, read_answer_table
 from two_tower_recsys.inference.fresh_histories import FreshHistories, IdLookup
 from two_tower_recsys.inference.validation import history_arrays, k_array, user_id_array
-from two_tower_recsys.retrieval.ann import HNSW_FILE, HnswParams, HnswSearcher, build_hnsw, read_hnsw
+from two_tower_recsys.retrieval.ann import HnswParams
+from two_tower_recsys.retrieval.approximate import AnnParams, CandidateSearcher
+from two_tower_recsys.retrieval.pq_scan import PqParams
 from two_tower_recsys.retrieval.scorers import PopularityScorer
 from two_tower_recsys.retrieval.seen import SeenItems
 from two_tower_recsys.retrieval.topk import ranked_top_k, rows_per_chunk, top_k
@@ -56,10 +58,10 @@ Triple = tuple[int, float, str]  # movieId, score, title
 RECOMMENDATION_FORMATS = ("triples", "structs")
 Exclude = Literal["rated", "positives", "none"]
 EXCLUDE_CHOICES: tuple[str, ...] = ("rated", "positives", "none")
-IndexKind = Literal["exact", "hnsw"]
-INDEX_CHOICES: tuple[str, ...] = ("exact", "hnsw")
+IndexKind = Literal["exact", "pq", "hnsw"]
+INDEX_CHOICES: tuple[str, ...] = ("exact", "pq", "hnsw")
 # Users needing more ANN candidates than this (k + excluded movies) are scored exactly: past a
-# few thousand, a graph search costs more than one exact row.
+# few thousand, an approximate search costs more than one exact row.
 MAX_ANN_FETCH = 4096
 MIN_ANN_FETCH = 16
 MAX_HISTORY_ITEMS = 10_000  # movieIds in one user's request history (infer.max_history_items)
@@ -160,7 +162,7 @@ class Recommender:
         index: RetrievalIndex,
         *,
         batch_size: int = 1024,
-        ann: HnswSearcher | None = None,
+        ann: CandidateSearcher | None = None,
         max_history_items: int = MAX_HISTORY_ITEMS,
         answers: AnswerTable | None = None,
     ):
@@ -193,21 +195,22 @@ class Recommender:
         *,
         batch_size: int = 1024,
         index: IndexKind = "exact",
-        hnsw: HnswParams | None = None,
+        ann_params: AnnParams | None = None,
         max_history_items: int = MAX_HISTORY_ITEMS,
     ) -> Recommender:
         """Load (and verify against its manifest) the index in ``directory``.
 
-        ``index="hnsw"`` uses the HNSW graph shipped in ``directory`` (a packaged model's index)
-        when it was built with ``hnsw``'s build settings, and otherwise builds one in memory.
-        ``index="exact"`` uses the answer table shipped in ``directory``, if any.
+        ``index="pq"`` or ``"hnsw"`` uses that approximate index shipped in ``directory`` (a
+        packaged model's index) when it was built with ``ann_params``' build settings (default:
+        the kind's defaults), and otherwise builds one in memory. ``index="exact"`` uses the
+        answer table shipped in ``directory``, if any.
         """
         retrieval_index = load_index(directory)
         if index not in INDEX_CHOICES:
             raise ConfigError(f"index must be one of {', '.join(INDEX_CHOICES)}, got {index!r}")
         ann, answers = None, None
-        if index == "hnsw":
-            ann = hnsw_searcher(Path(directory), retrieval_index, hnsw or HnswParams())
+        if index != "exact":
+            ann = ann_searcher(Path(directory), retrieval_index, ann_params or default_ann_params(index))
         else:
             answers = read_answer_table(Path(directory), retrieval_index.manifest)
         return cls(
@@ -225,7 +228,7 @@ class Recommender:
             directory,
             batch_size=infer.batch_size,
             index=infer.index,
-            hnsw=hnsw_params(infer),
+            ann_params=ann_params(infer),
             max_history_items=infer.max_history_items,
         )
 
@@ -410,7 +413,7 @@ class Recommender:
     def _ann_top(
         self, vectors: torch.Tensor, ks: torch.Tensor, k_max: int, hidden: Hidden
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Over-fetch candidates from the graph, score them exactly, filter; exact where short."""
+        """Over-fetch candidates from the approximate index, score them exactly, filter; exact where short."""
         n_rows = len(vectors)
         n_hidden = torch.from_numpy(hidden.counts(n_rows))
         wanted = torch.minimum(ks, self.n_items - n_hidden)  # what an exact answer would hold
@@ -437,7 +440,7 @@ class Recommender:
     def _candidates_top(
         self, vectors: torch.Tensor, width: int, k: int, hidden: Hidden
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Top-``k`` of ``width`` graph candidates per user vector, scored exactly, hidden ones -inf."""
+        """Top-``k`` of the candidates of a ``width``-wide fetch, scored exactly, hidden ones -inf."""
         assert self.ann is not None
         candidates = torch.from_numpy(self.ann.search(vectors.numpy(), width))
         missing = candidates < 0
@@ -495,19 +498,33 @@ def _power_of_two_at_least(values: torch.Tensor) -> torch.Tensor:
     return torch.pow(2, torch.ceil(torch.log2(values.clamp(min=1).double()))).long()
 
 
-def hnsw_params(infer: InferConfig) -> HnswParams:
-    return HnswParams(infer.hnsw_m, infer.hnsw_ef_construction, infer.hnsw_ef_search, infer.hnsw_norm_ranges)
+def ann_params(infer: InferConfig) -> AnnParams | None:
+    """The approximate index ``infer.index`` names, with its ``infer`` settings (None: exact)."""
+    if infer.index == "pq":
+        return PqParams(infer.pq_refine_factor)
+    if infer.index == "hnsw":
+        return HnswParams(
+            infer.hnsw_m, infer.hnsw_ef_construction, infer.hnsw_ef_search, infer.hnsw_norm_ranges
+        )
+    return None
 
 
-def hnsw_searcher(directory: Path, index: RetrievalIndex, params: HnswParams) -> HnswSearcher:
-    """The HNSW graph shipped beside the index (verified by its manifest), else one built now."""
+def default_ann_params(index: IndexKind) -> AnnParams:
+    return PqParams() if index == "pq" else HnswParams()
+
+
+def ann_searcher(directory: Path, index: RetrievalIndex, params: AnnParams) -> CandidateSearcher:
+    """The approximate index shipped beside the index (verified by its manifest), else one built now."""
     shipped = index.manifest.get("ann")
-    if HNSW_FILE in index.manifest.get("files", {}) and shipped == params.build_settings():
-        return HnswSearcher(read_hnsw(directory / HNSW_FILE), params.ef_search)
+    if params.file_name in index.manifest.get("files", {}) and shipped == params.build_settings():
+        return params.read(directory / params.file_name)
+    kind = params.build_settings()["kind"]
     log.warning(
-        "no HNSW index built with %s in %s: building one in memory "
-        "(package the model with infer.index=hnsw to ship it)",
+        "no %s index built with %s in %s: building one in memory "
+        "(package the model with infer.index=%s to ship it)",
+        kind,
         params.build_settings(),
         directory,
+        kind,
     )
-    return HnswSearcher(build_hnsw(index.item_embeddings.numpy(), params), params.ef_search)
+    return params.build(index.item_embeddings.numpy())

@@ -18,6 +18,8 @@ movies by score are those of largest inner product. Measured on 27k x 64 catalog
   0.988; the default 1024 reaches 0.999 there, and >= 0.998 on both 27k catalogues. Random
   Gaussian embeddings at 1M stay far below (0.91 at 1024, already slower than exact; 0.95 at
   2048): with no structure to exploit, the beam has to visit a large share of the catalogue.
+  The 4-bit scan of ``pq_scan.py`` does not depend on structure, and is the approximate index
+  to use unless the catalogue is too large to scan.
 
 The index only proposes candidates; the recommender scores them exactly, so an ANN answer carries
 the same numbers as the exact one and differs only when the graphs miss a movie. ``efSearch`` is
@@ -31,7 +33,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -47,6 +49,8 @@ class HnswParams:
     ef_search: int = 1024  # query-time beam (at least k): the recall / latency knob
     norm_ranges: int = 4  # groups of items by norm, one graph each (see the module docstring)
 
+    file_name: ClassVar[str] = HNSW_FILE
+
     def __post_init__(self) -> None:
         for name in ("m", "ef_construction", "ef_search", "norm_ranges"):
             if getattr(self, name) <= 0:
@@ -61,6 +65,12 @@ class HnswParams:
             "ef_construction": self.ef_construction,
             "norm_ranges": self.norm_ranges,
         }
+
+    def build(self, item_embeddings: np.ndarray) -> HnswSearcher:
+        return HnswSearcher(build_hnsw(item_embeddings, self), self.ef_search)
+
+    def read(self, path: Path) -> HnswSearcher:
+        return HnswSearcher(read_hnsw(path), self.ef_search)
 
 
 def _faiss():
@@ -143,6 +153,9 @@ class HnswSearcher:
     @property
     def n_items(self) -> int:
         return self.index.n_items
+
+    def write(self, path: Path) -> None:
+        write_hnsw(self.index, path)
 
     def search(self, queries: np.ndarray, k: int) -> np.ndarray:
         """int64 [len(queries), k x groups] candidate items, unordered; -1 pads a short row.
