@@ -60,11 +60,15 @@ def test_non_positive_values_are_rejected():
     with pytest.raises(ConfigError, match=r"infer.answer_table_k must be 0 \(no table\) or positive, got -1"):
         compose_settings(["infer.answer_table_k=-1"])
     assert compose_settings(["infer.answer_table_k=0"]).infer.answer_table_k == 0
+    with pytest.raises(ConfigError, match="infer.pq_refine_factor must be positive, got 0"):
+        compose_settings(["infer.pq_refine_factor=0"])
 
 
 def test_literal_choices_are_checked():
     with pytest.raises(ConfigError, match="model.negatives must be one of in_batch, full"):
         compose_settings(["model.negatives=random"])
+    with pytest.raises(ConfigError, match="infer.index must be one of exact, pq, hnsw"):
+        compose_settings(["infer.index=ivf"])
 
 
 def test_missing_required_key():

@@ -97,10 +97,12 @@ def test_a_changed_table_is_refused_like_any_changed_index_file(packaged_model, 
 
 
 @pytest.mark.parametrize(
-    "infer", [InferConfig(answer_table_k=0), InferConfig(index="hnsw")], ids=["answer_table_k=0", "hnsw"]
+    "infer",
+    [InferConfig(answer_table_k=0), InferConfig(index="hnsw"), InferConfig(index="pq")],
+    ids=["answer_table_k=0", "hnsw", "pq"],
 )
 def test_no_table_ships_when_switched_off_or_with_an_approximate_index(random_index_dir, tmp_path, infer):
-    pytest.importorskip("faiss") if infer.index == "hnsw" else None
+    pytest.importorskip("faiss") if infer.index != "exact" else None
     package = tmp_path / "package"
     package_model(random_index_dir, package, infer)
     assert not (packaged_index(package) / ANSWER_ITEMS).exists()

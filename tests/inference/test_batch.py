@@ -19,7 +19,8 @@ def as_rows(answers):
 
 
 @pytest.mark.parametrize(
-    ("index", "exclude", "k"), [("exact", "rated", 50), ("hnsw", "positives", 7), ("exact", "none", 300)]
+    ("index", "exclude", "k"),
+    [("exact", "rated", 50), ("hnsw", "positives", 7), ("pq", "rated", 12), ("exact", "none", 300)],
 )
 def test_every_user_gets_the_cores_answer(random_index_dir, tmp_path, index, exclude, k):
     recommender = Recommender.from_artifacts(random_index_dir, batch_size=32, index=index)  # 7 batches

@@ -11,7 +11,8 @@ from two_tower_recsys.artifacts.store import HISTORY_TOWER, copy_index, index_id
 from two_tower_recsys.errors import RequestError
 from two_tower_recsys.inference.fresh_histories import FreshHistories, IdLookup
 from two_tower_recsys.inference.recommender import Recommender
-from two_tower_recsys.retrieval.ann import HnswParams, HnswSearcher, build_hnsw
+from two_tower_recsys.retrieval.ann import HnswParams
+from two_tower_recsys.retrieval.pq_scan import PqParams
 
 SHAPE = SEQUENCE_SHAPE
 N_USERS, N_ITEMS = SEQUENCE_USERS, SEQUENCE_MOVIES
@@ -142,9 +143,9 @@ def test_batches_of_histories_answer_as_one_at_a_time(sequence_index_dir, core):
         assert_pairs(pairs(answer), pairs(alone))
 
 
-def test_the_approximate_index_answers_histories_like_the_exact_one(core):
-    ann = HnswSearcher(build_hnsw(core.index.item_embeddings.numpy(), HnswParams()), ef_search=64)
-    approximate = Recommender(core.index, ann=ann)
+@pytest.mark.parametrize("params", [HnswParams(ef_search=64), PqParams()], ids=["hnsw", "pq"])
+def test_the_approximate_index_answers_histories_like_the_exact_one(core, params):
+    approximate = Recommender(core.index, ann=params.build(core.index.item_embeddings.numpy()))
     histories = [[1, 2, 3], [40, 41], [7]]
     for got, expected in zip(
         approximate.recommend([999, 3, 5], 10, histories=histories),

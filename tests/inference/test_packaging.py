@@ -86,23 +86,26 @@ def test_a_package_older_than_the_index_it_sits_in_is_refused(tmp_path):
     assert mlflow.pyfunc.load_model(str(moved)).predict({"user_id": [7], "k": [1]})
 
 
-def test_an_hnsw_package_ships_its_graph_verified_by_the_manifest(random_index_dir, tmp_path):
-    from two_tower_recsys.inference.recommender import Recommender
-    from two_tower_recsys.retrieval.ann import HNSW_FILE, HnswParams
+@pytest.mark.parametrize(
+    "infer", [InferConfig(index="hnsw", hnsw_m=8), InferConfig(index="pq")], ids=["hnsw", "pq"]
+)
+def test_an_approximate_package_ships_its_index_verified_by_the_manifest(random_index_dir, tmp_path, infer):
+    from two_tower_recsys.inference.recommender import Recommender, ann_params
 
-    destination = tmp_path / "hnsw" / "mlflow_model"
-    package_model(random_index_dir, destination, InferConfig(index="hnsw", hnsw_m=8))
+    params = ann_params(infer)
+    destination = tmp_path / infer.index / "mlflow_model"
+    package_model(random_index_dir, destination, infer)
     index_dir = destination / "artifacts/index"
     manifest = json.loads((index_dir / "manifest.json").read_text())
-    assert HNSW_FILE in manifest["files"]
-    assert manifest["ann"] == HnswParams(m=8).build_settings()
+    assert params.file_name in manifest["files"]
+    assert manifest["ann"] == params.build_settings()
     assert "faiss-cpu==" in (destination / "requirements.txt").read_text()
     model = mlflow.pyfunc.load_model(str(destination))
     assert model.unwrap_python_model().recommender.ann is not None
-    core = Recommender.from_artifacts(random_index_dir, index="hnsw")
+    core = Recommender.from_settings(random_index_dir, infer)
     assert model.predict({"user_id": [1, 2], "k": [5, 5]}) == [a.as_dict() for a in core.recommend([1, 2], 5)]
 
-    graph = index_dir / HNSW_FILE
-    graph.write_bytes(graph.read_bytes()[:-8])
-    with pytest.raises(ArtifactError, match=HNSW_FILE):
+    shipped = index_dir / params.file_name
+    shipped.write_bytes(shipped.read_bytes()[:-8])
+    with pytest.raises(ArtifactError, match=params.file_name):
         mlflow.pyfunc.load_model(str(destination))

@@ -172,19 +172,21 @@ def test_answers_are_the_top_items_rows_cut_before_the_first_excluded_movie(rand
 
 
 @pytest.fixture(scope="module")
-def exact_and_hnsw(random_index_dir):
-    exact = Recommender.from_artifacts(random_index_dir, batch_size=64)
-    return exact, Recommender.from_artifacts(random_index_dir, batch_size=64, index="hnsw")
+def exact(random_index_dir):
+    return Recommender.from_artifacts(random_index_dir, batch_size=64)
 
 
 @pytest.mark.parametrize("exclude", ["rated", "positives", "none"])
-def test_hnsw_answers_equal_the_exact_ones_never_excluded_k_honoured(exact_and_hnsw, exclude):
-    """300 movies at the default efSearch: the graph search is exhaustive, so answers must match exactly."""
-    exact, hnsw = exact_and_hnsw
+@pytest.mark.parametrize("index", ["pq", "hnsw"])
+def test_approximate_answers_equal_the_exact_ones_never_excluded_k_honoured(
+    random_index_dir, exact, index, exclude
+):
+    """300 movies at the defaults: the graph search is exhaustive, and the scan's candidates hold
+    the exact top-k, so answers must match exactly."""
+    approximate = Recommender.from_artifacts(random_index_dir, batch_size=64, index=index)
     users, k = list(range(1, 201)), [1, 10, 50, 300] * 50
-    for got, expected in zip(
-        hnsw.recommend(users, k, exclude=exclude), exact.recommend(users, k, exclude=exclude), strict=True
-    ):
+    answers = approximate.recommend(users, k, exclude=exclude)
+    for got, expected in zip(answers, exact.recommend(users, k, exclude=exclude), strict=True):
         assert [m for m, _, _ in got.recommendations] == [m for m, _, _ in expected.recommendations]
         assert [s for _, s, _ in got.recommendations] == pytest.approx(
             [s for _, s, _ in expected.recommendations], rel=1e-5
@@ -203,8 +205,7 @@ class MissingGraph:
         return labels
 
 
-def test_users_the_graph_leaves_short_fall_back_to_exact(random_index_dir, exact_and_hnsw, monkeypatch):
-    exact, _ = exact_and_hnsw
+def test_users_the_graph_leaves_short_fall_back_to_exact(exact, monkeypatch):
     index = exact.index
     short = Recommender(index, batch_size=64, ann=MissingGraph(index.n_items))
     users = list(range(1, 201))
@@ -214,7 +215,7 @@ def test_users_the_graph_leaves_short_fall_back_to_exact(random_index_dir, exact
 
 
 def test_an_unknown_index_kind_is_a_config_error(random_index_dir):
-    with pytest.raises(ConfigError, match="index must be one of exact, hnsw"):
+    with pytest.raises(ConfigError, match="index must be one of exact, pq, hnsw"):
         Recommender.from_artifacts(random_index_dir, index="ivf")
 
 

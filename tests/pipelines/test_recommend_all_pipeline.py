@@ -26,7 +26,7 @@ def test_cli_writes_the_file_and_reports_missing_artifacts(tmp_path):
     artifacts = write_known_index(tmp_path / "artifacts")
     output = tmp_path / "out" / "all.parquet"
     args = ["recommend-all", f"paths.artifacts_dir={artifacts}", f"paths.recommendations={output}"]
-    result = run_cli([*args, "infer.k=1", "infer.index=hnsw", "infer.exclude=positives"], tmp_path)
+    result = run_cli([*args, "infer.k=1", "infer.index=pq", "infer.exclude=positives"], tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     assert pl.read_parquet(output).rows() == [(7, 1, 20, 5.0), (3, 1, 50, 5.0), (11, 1, 60, 4.0)]
     missing = run_cli(["recommend-all", f"paths.artifacts_dir={tmp_path / 'none'}"], tmp_path)

@@ -2,20 +2,9 @@
 
 import numpy as np
 import pytest
+from ann_support import EMBEDDING_KINDS, catalogue, recall, top_k
 
 from two_tower_recsys.retrieval.ann import HnswParams, HnswSearcher, build_hnsw, read_hnsw, write_hnsw
-
-
-def top_k(searcher: HnswSearcher, queries: np.ndarray, items: np.ndarray, k: int) -> np.ndarray:
-    """The best ``k`` of the searcher's candidates by exact inner product (as the recommender ranks)."""
-    candidates = searcher.search(queries, k)
-    assert (candidates >= 0).all()
-    scores = np.einsum("qd,qcd->qc", queries, items[candidates])
-    return np.take_along_axis(candidates, np.argsort(-scores, axis=1)[:, :k], axis=1)
-
-
-def recall(found: np.ndarray, exact: np.ndarray) -> float:
-    return float(np.mean([len(set(f) & set(e)) / len(e) for f, e in zip(found, exact, strict=True)]))
 
 
 def test_long_vectors_win_by_inner_product_not_by_distance():
@@ -28,17 +17,9 @@ def test_long_vectors_win_by_inner_product_not_by_distance():
         assert top_k(searcher, np.array([[1.0, 0.2]], dtype=np.float32), items, 2).tolist() == [[3, 4]]
 
 
-@pytest.mark.parametrize("kind", ["gaussian", "clustered with varied norms"])
+@pytest.mark.parametrize("kind", EMBEDDING_KINDS)
 def test_recall_against_exact_at_the_defaults(tmp_path, kind):
-    rng = np.random.default_rng(0)
-    if kind == "gaussian":
-        items = rng.standard_normal((4000, 16)).astype(np.float32)
-        queries = rng.standard_normal((200, 16)).astype(np.float32)
-    else:
-        centres = rng.standard_normal((20, 16)).astype(np.float32)
-        items = centres[rng.integers(0, 20, 4000)] + 0.5 * rng.standard_normal((4000, 16)).astype(np.float32)
-        items *= rng.lognormal(0.0, 0.3, (4000, 1)).astype(np.float32)
-        queries = centres[rng.integers(0, 20, 200)] + 0.5 * rng.standard_normal((200, 16)).astype(np.float32)
+    items, queries = catalogue(kind)
     exact = np.argsort(-(queries @ items.T), axis=1)
     write_hnsw(build_hnsw(items, HnswParams()), tmp_path / "graphs.npz")
     searcher = HnswSearcher(read_hnsw(tmp_path / "graphs.npz"), ef_search=HnswParams().ef_search)
