@@ -34,13 +34,13 @@ def duplicate_positions(item_idx: torch.Tensor) -> tuple[torch.Tensor, torch.Ten
     size_of = sizes[group]  # for each sorted position, the size of its group
     repeated = size_of > 1
     if not bool(repeated.any()):
-        empty = torch.empty(0, dtype=torch.long)
+        empty = torch.empty(0, dtype=torch.long, device=item_idx.device)
         return empty, empty
     positions = torch.nonzero(repeated).squeeze(1)
     partners_per_position = size_of[positions]
     rows_sorted = torch.repeat_interleave(positions, partners_per_position)
     first = torch.repeat_interleave(group_start[group[positions]], partners_per_position)
-    offsets = torch.arange(len(rows_sorted)) - torch.repeat_interleave(
+    offsets = torch.arange(len(rows_sorted), device=rows_sorted.device) - torch.repeat_interleave(
         torch.cumsum(partners_per_position, 0) - partners_per_position, partners_per_position
     )
     cols_sorted = first + offsets
@@ -104,7 +104,7 @@ class _FullSoftmax(torch.autograd.Function):
                 users = user_emb[start : start + FULL_SOFTMAX_CHUNK_ROWS]
                 targets = item_idx[start : start + FULL_SOFTMAX_CHUNK_ROWS]
                 logits = torch.mm(users, all_item_emb.T).mul_(inv_t)
-                rows = torch.arange(len(targets))
+                rows = torch.arange(len(targets), device=targets.device)
                 in_chunk = (hidden_rows >= start) & (hidden_rows < start + len(targets))
                 chunk_rows, chunk_items = hidden_rows[in_chunk] - start, hidden_items[in_chunk]
                 if label_smoothing:

@@ -162,8 +162,9 @@ def earlier_positives(batch: SequenceBatch) -> tuple[torch.Tensor, torch.Tensor]
     """
     inputs, _, mask = batch
     sequence, position = torch.nonzero(mask, as_tuple=True)  # row-major: the order of states[mask]
-    earlier = torch.arange(inputs.shape[1]).unsqueeze(0) <= position.unsqueeze(1)  # inputs 0..j
-    target = torch.arange(len(sequence)).unsqueeze(1).expand_as(earlier)
+    columns = torch.arange(inputs.shape[1], device=inputs.device)
+    earlier = columns.unsqueeze(0) <= position.unsqueeze(1)  # inputs 0..j
+    target = torch.arange(len(sequence), device=inputs.device).unsqueeze(1).expand_as(earlier)
     return target[earlier], inputs[sequence][earlier]
 
 

@@ -18,11 +18,12 @@ class Tower(nn.Module):
     size: int
 
     def embed_all(self, batch_size: int = 65_536) -> torch.Tensor:
+        device = next(self.parameters()).device  # the indices go where the weights are (CPU or GPU)
         rows = [
-            self(torch.arange(start, min(start + batch_size, self.size)))
+            self(torch.arange(start, min(start + batch_size, self.size), device=device))
             for start in range(0, self.size, batch_size)
         ]
-        return torch.cat(rows) if rows else torch.empty(0, self.dim)
+        return torch.cat(rows) if rows else torch.empty(0, self.dim, device=device)
 
 
 class IdEmbeddingTower(Tower):
