@@ -3,10 +3,13 @@
     .venv/bin/python benchmarks/bench_sequence_training.py [--zip PATH] [--negatives in_batch]
         [--targets 2000000] [--batch-size 2048] [--max-history 50]
         [--label-smoothing 0.1 --hide-earlier-positives]   # the recipe's full-softmax options
+        [--accelerator cpu] [--processed-dir DIR]
 
 One epoch through the real LightningModule, sequence loader and Trainer, in a fresh process
 (validation off: bench_evaluation.py times evaluation). Reported: epoch wall time, target
 positions per second and peak RSS. Target (issue #8): <= 60 s per 2M-target epoch on the 2-core machine.
+With ``--accelerator gpu`` the JSON line also says where the module and batches were, the peak
+device memory and a steady-state rate (see common.device_report_callback).
 """
 
 from __future__ import annotations
@@ -20,7 +23,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import ensure_ml20m_shaped_zip, peak_rss_mb, run_isolated
+from common import (
+    accelerator_summary,
+    device_report_callback,
+    ensure_ml20m_shaped_zip,
+    peak_rss_mb,
+    run_isolated,
+    trainer_device_kwargs,
+)
 
 
 def child(zip_path: Path, processed_dir: Path, args: argparse.Namespace) -> None:
@@ -56,9 +66,11 @@ def child(zip_path: Path, processed_dir: Path, args: argparse.Namespace) -> None
     module = TwoTowerModule.from_settings(
         dataset.n_users, dataset.n_items, model_cfg, trainer_cfg, sequences.item_counts
     )
+    report = None if args.accelerator == "cpu" else device_report_callback()
     trainer = L.Trainer(
         max_epochs=1,
-        accelerator="cpu",
+        **trainer_device_kwargs(args.accelerator),
+        callbacks=[report] if report is not None else None,
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
@@ -71,6 +83,12 @@ def child(zip_path: Path, processed_dir: Path, args: argparse.Namespace) -> None
     trainer.fit(module, train_dataloaders=sequences.loader)
     seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
     targets = min(args.targets, int(sequences.loader.dataset.n_targets.sum()))
+    extra = {}
+    if report is not None:
+        extra = {**accelerator_summary(args.accelerator), **report.info}
+        if "steady_s" in report.info:  # batches hold about the same number of targets
+            steady = targets * report.info["steady_batches"] / len(sequences.loader)
+            extra["steady_targets_per_s"] = steady / report.info["steady_s"]
     print(
         json.dumps(
             {
@@ -86,6 +104,7 @@ def child(zip_path: Path, processed_dir: Path, args: argparse.Namespace) -> None
                 "peak_rss_before_training_mb": rss_before,
                 "users": dataset.n_users,
                 "items": dataset.n_items,
+                **extra,
             }
         )
     )
@@ -100,18 +119,24 @@ def main() -> None:
     parser.add_argument("--max-history", type=int, default=50)
     parser.add_argument("--label-smoothing", type=float, default=0.0)
     parser.add_argument("--hide-earlier-positives", action="store_true")
+    parser.add_argument("--accelerator", default="cpu", help="Lightning accelerator (cpu, gpu, ...)")
+    parser.add_argument("--processed-dir", type=Path, default=None, help="default: a temporary folder")
     parser.add_argument("--child", nargs=2, metavar=("ZIP", "PROCESSED"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(Path(args.child[0]), Path(args.child[1]), args)
         return
     zip_path = args.zip or ensure_ml20m_shaped_zip()
-    with tempfile.TemporaryDirectory() as processed_dir:
+    with tempfile.TemporaryDirectory() as temporary:
+        processed_dir = str(args.processed_dir or temporary)
         options = ["--negatives", args.negatives, "--targets", str(args.targets)]
         options += ["--batch-size", str(args.batch_size), "--max-history", str(args.max_history)]
         options += ["--label-smoothing", str(args.label_smoothing)]
         options += ["--hide-earlier-positives"] if args.hide_earlier_positives else []
+        options += [] if args.accelerator == "cpu" else ["--accelerator", args.accelerator]
         run = run_isolated(Path(__file__), [str(zip_path), processed_dir, *options])
+        if args.accelerator != "cpu":
+            print(json.dumps(run), flush=True)
         print(
             f"sequence {args.negatives:9s} smoothing {args.label_smoothing} hide "
             f"{args.hide_earlier_positives!s:5s} epoch {run['epoch_s']:7.1f} s "

@@ -7,6 +7,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -50,3 +51,63 @@ def run_isolated(script: Path, args: list[str]) -> dict:
 
 def median_summary(runs: list[dict], keys: list[str]) -> dict[str, float]:
     return {key: statistics.median(run[key] for run in runs) for key in keys}
+
+
+def trainer_device_kwargs(accelerator: str) -> dict:
+    """``L.Trainer`` keywords for ``--accelerator``: exactly the old ``accelerator="cpu"`` on the CPU."""
+    return {"accelerator": "cpu"} if accelerator == "cpu" else {"accelerator": accelerator, "devices": 1}
+
+
+def device_report_callback(warmup_batches: int = 20):
+    """A Lightning callback recording where training ran, for ``--accelerator`` other than cpu.
+
+    ``info`` gets the module's and the first batch's device and a steady-state timing from batch
+    ``warmup_batches`` to the end of the epoch (synchronised), which leaves out start-up (moving the
+    module, CUDA context and kernel warm-up).
+    """
+    import lightning as L
+    import torch
+
+    def synchronize(device: torch.device) -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    class DeviceReport(L.Callback):
+        def __init__(self) -> None:
+            self.info: dict = {}
+            self._started = None
+            self._first = self._last = None
+
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            if batch_idx == 0:
+                self.info["module_device"] = str(pl_module.device)
+                self.info["parameter_devices"] = sorted({str(p.device) for p in pl_module.parameters()})
+                self.info["batch_devices"] = sorted({str(t.device) for t in batch if torch.is_tensor(t)})
+            if batch_idx == warmup_batches:
+                synchronize(pl_module.device)
+                self._started, self._first = time.perf_counter(), batch_idx
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            self._last = batch_idx
+
+        def on_train_epoch_end(self, trainer, pl_module):
+            synchronize(pl_module.device)
+            if self._started is not None:
+                self.info["steady_batches"] = self._last - self._first + 1
+                self.info["steady_s"] = time.perf_counter() - self._started
+
+    return DeviceReport()
+
+
+def accelerator_summary(accelerator: str) -> dict:
+    """torch / CUDA facts and peak device memory for the JSON line (not called on the CPU path)."""
+    import torch
+
+    info = {"accelerator": accelerator, "torch": torch.__version__}
+    info["cuda_available"] = torch.cuda.is_available()
+    if torch.cuda.is_available():
+        info["cuda_device_name"] = torch.cuda.get_device_name(0)
+        info["tf32_matmul"] = torch.backends.cuda.matmul.allow_tf32
+        info["max_memory_allocated_mb"] = torch.cuda.max_memory_allocated() / 2**20
+        info["max_memory_reserved_mb"] = torch.cuda.max_memory_reserved() / 2**20
+    return info
