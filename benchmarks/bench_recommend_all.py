@@ -1,7 +1,7 @@
 """Benchmark ``two-tower recommend-all``: the top-k of every user of an ML-20M-sized index to parquet.
 
     .venv/bin/python benchmarks/bench_recommend_all.py                 # 138,493 users x 27,278 x 64, k=100
-    .venv/bin/python benchmarks/bench_recommend_all.py --index-kind hnsw --k 10
+    .venv/bin/python benchmarks/bench_recommend_all.py --index-kind pq --k 10
 
 The index has random embeddings and, like ML-20M, ~70 positives and ~74 other ratings per user
 (``exclude=rated`` hides both); it is written once to ``--index`` and reused. Each repeat runs in a
@@ -97,7 +97,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--index", type=Path, default=RESULTS / "index-20m-rated")
-    parser.add_argument("--index-kind", choices=["exact", "hnsw"], default="exact")
+    parser.add_argument("--index-kind", choices=["exact", "pq", "hnsw"], default="exact")
     parser.add_argument("--k", type=int, default=100)
     parser.add_argument("--exclude", choices=["rated", "positives", "none"], default="rated")
     parser.add_argument("--batch-size", type=int, default=1024)
