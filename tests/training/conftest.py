@@ -1,5 +1,7 @@
 """The tiny synthetic dataset the training tests fit on, prepared once per module."""
 
+import dataclasses
+
 import pytest
 from support import TINY_FIT_MAX_PAIRS, TINY_SYNTHETIC
 
@@ -23,3 +25,27 @@ def tiny(tmp_path_factory):
         ]
     )
     return settings, prepare_dataset(settings.data, settings.paths, progress=False)
+
+
+@pytest.fixture
+def fit_three_batches(tiny, tmp_path):
+    """``fit(model_cfg, callback, **trainer_changes)``: one epoch of 3 batches through fit_two_tower."""
+    from two_tower_recsys.training.fit import fit_two_tower
+
+    settings, dataset = tiny
+
+    def fit(model_cfg, callback, **trainer_changes) -> None:
+        trainer = dataclasses.replace(
+            settings.trainer, max_epochs=1, limit_train_batches=3, **trainer_changes
+        )
+        fit_two_tower(
+            dataset,
+            model_cfg=model_cfg,
+            trainer_cfg=trainer,
+            eval_cfg=settings.eval,
+            seed=0,
+            checkpoint_dir=tmp_path / "checkpoints",
+            callbacks=[callback],
+        )
+
+    return fit

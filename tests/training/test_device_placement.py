@@ -16,7 +16,6 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._device import _device_constructors
 
 import two_tower_recsys
-from two_tower_recsys.training.fit import fit_two_tower
 
 OUR_CODE = str(Path(two_tower_recsys.__file__).parent)
 
@@ -60,19 +59,8 @@ class _WatchTrainingSteps(L.Callback):
     ],
     ids=["id-in_batch", "id-full", "sequence-in_batch", "sequence-full-hide_earlier_positives"],
 )
-def test_every_tensor_a_training_step_makes_follows_the_batch(tiny, tmp_path, changes):
-    settings, dataset = tiny
-    model = dataclasses.replace(settings.model, **changes)
-    trainer = dataclasses.replace(settings.trainer, max_epochs=1, limit_train_batches=3)
+def test_every_tensor_a_training_step_makes_follows_the_batch(tiny, fit_three_batches, changes):
     watcher = _WatchTrainingSteps()
-    fit_two_tower(
-        dataset,
-        model_cfg=model,
-        trainer_cfg=trainer,
-        eval_cfg=settings.eval,
-        seed=0,
-        checkpoint_dir=tmp_path / "checkpoints",
-        callbacks=[watcher],
-    )
+    fit_three_batches(dataclasses.replace(tiny[0].model, **changes), watcher)
     assert watcher.steps == 3
     assert watcher.found == []

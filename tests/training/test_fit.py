@@ -120,8 +120,10 @@ class _SequenceLosses(L.Callback):
         self.pairs.append((float(loss), float(expected)))
 
 
-def test_lightning_trains_the_sequence_tower_on_the_smoothed_loss_without_earlier_positives(tiny, tmp_path):
-    settings, dataset = tiny
+def test_lightning_trains_the_sequence_tower_on_the_smoothed_loss_without_earlier_positives(
+    tiny, fit_three_batches
+):
+    settings, _ = tiny
     model = dataclasses.replace(
         settings.model,
         user_tower="sequence",
@@ -132,17 +134,8 @@ def test_lightning_trains_the_sequence_tower_on_the_smoothed_loss_without_earlie
         label_smoothing=0.2,
         hide_earlier_positives=True,
     )
-    trainer = dataclasses.replace(settings.trainer, optimizer="adamw", max_epochs=1, limit_train_batches=3)
     losses = _SequenceLosses()
-    fit_two_tower(
-        dataset,
-        model_cfg=model,
-        trainer_cfg=trainer,
-        eval_cfg=settings.eval,
-        seed=0,
-        checkpoint_dir=tmp_path / "checkpoints",
-        callbacks=[losses],
-    )
+    fit_three_batches(model, losses, optimizer="adamw")
     assert len(losses.pairs) == 3
     for trained, expected in losses.pairs:
         assert trained == pytest.approx(expected, rel=1e-5)
