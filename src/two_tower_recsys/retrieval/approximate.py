@@ -1,7 +1,7 @@
 """What the recommender needs of an approximate index: candidates to score exactly.
 
 Two kinds ship (README, "Approximate indexes"): ``pq`` (``pq_scan.py``: every item's 4-bit code
-scanned; recall that does not depend on the embeddings' structure, the default choice) and
+scanned; recall that does not depend on the embeddings' structure, the one to use) and
 ``hnsw`` (``ann.py``: graphs searched in time sub-linear in the catalogue; high recall only where
 the embeddings have structure, as trained ones do).
 """

@@ -6,8 +6,8 @@ with every code is computed from small lookup tables held in SIMD registers (fai
 ``IndexPQFastScan``). The scan is exhaustive, so unlike a graph it does not depend on the
 embeddings having structure to navigate: on 1M random Gaussian items x 64, where the HNSW graphs
 reach recall@10 0.90 at efSearch 1024 (and 0.98 only at 8192, ten times slower than exact), the
-scan's best ``refine_factor x k`` = 10 x k codes held the exact top-10 for 0.996 of the users, at
-about a tenth of the exact scan's latency, from an index built in seconds
+scan's best 10 x 16 codes (what the recommender fetches for k = 10) held 0.998 of the exact
+top-10, at about a tenth of the exact scan's latency, from an index built in 10 s
 (``benchmarks/bench_ann.py``).
 
 The scan only proposes candidates: the recommender scores them exactly, as it does the graph's,
