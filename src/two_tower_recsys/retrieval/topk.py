@@ -9,18 +9,20 @@ the float's bits mapped to an order-preserving integer in the high half, the ite
 
 For many rows and ``k`` much smaller than the row, one ``torch.topk`` over every score was the
 slowest step of ``recommend-all`` (~100 ms of ~200 ms per 1,024 users x 27k movies, one thread).
-:func:`top_k` then selects in two stages instead: split each row into ``BLOCK`` blocks, take the
-``k``-th largest block maximum ``t``, and rank only the items scoring at least ``t`` (about
-``1.1 k`` of 27k on trained-like or random scores). That is exact: ``k`` blocks have a maximum of
-at least ``t``, so the ``k``-th best score is at least ``t`` and every item that can be in the top
-``k``, ties included, is kept. A batch takes strided blocks (block ``j`` holds items ``j, j +
-width, j + 2 width, ...``, so their maxima are ``BLOCK - 1`` vectorised element-wise maxima).
+:func:`top_k` then selects in two stages instead. With ``width = n_items // ITEMS_PER_BLOCK``,
+block ``j`` holds the items ``j, j + width, j + 2 width, ...`` (strided, so the ``width`` block
+maxima are ``ITEMS_PER_BLOCK - 1`` vectorised element-wise maxima; the leftover tail is one more
+block). Take the ``k``-th largest block maximum ``t`` and rank only the items scoring at least
+``t`` (about ``1.1 k`` of 27k on trained-like or random scores). That is exact: ``k`` blocks have
+a maximum of at least ``t``, so the ``k``-th best score is at least ``t`` and every item that can
+be in the top ``k``, ties included, is kept. It needs ``k`` at most the number of blocks; it is
+taken only where ``k`` is at most a quarter of them.
 
-The few-row batches of serving (a one-user request above all) take the same two stages row by
-row in NumPy, whose small operations cost a microsecond where torch's cost ten: 0.03 ms for one
-user over 27k movies at k = 10, against 0.13 ms for ``torch.topk`` and its tie check. Where ``k``
-is too large for the blocks to leave a small share, the threshold is the row's ``k``-th largest
-score itself (``np.partition``).
+Fewer rows (the one-user requests of serving) take one ``torch.topk`` of ``k + 1`` and the tie
+check: the blocks' threshold saves ~0.03 ms there, nothing beside a request's few milliseconds,
+and a second path for few rows once hid a defect (k above the number of blocks crashed at 27k
+movies). Where ``k`` is too large for the blocks to leave a small share, batches take that path
+too.
 """
 
 from __future__ import annotations
@@ -28,13 +30,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-# Where the vectorised two-stage path paid, over 27k movies on one thread: from 4 rows at k = 100
-# and from 8 at k = 10 (128 users at k = 100: 18 -> 8 ms). Fewer rows go row by row in NumPy.
-# ``k x BLOCKS x 4 <= n_items`` keeps the threshold high enough to leave few candidates (not
-# measured further).
+# Where the two-stage path paid, over 27k movies on one thread: from 4 rows at k = 100 and from 8
+# at k = 10 (128 users at k = 100: 18 -> 8 ms). ``k <= blocks / 4`` keeps the threshold high
+# enough to leave few candidates.
 TWO_STAGE_MIN_ROWS = 8
-ROW_BY_ROW_MAX_ROWS = TWO_STAGE_MIN_ROWS - 1
-BLOCKS = 32  # strided blocks per row (the threshold is the k-th largest of ~n/32 block maxima)
+ITEMS_PER_BLOCK = 32
 # Score this many bytes of a batch at a time: a 1,024 x 27k batch (110 MB) falls out of cache
 # between the product, the mask and the top-k; 16 MB chunks (~150 users) took half the time.
 SCORE_CHUNK_BYTES = 16 << 20
@@ -52,8 +52,6 @@ def top_k(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         raise ValueError(f"k must be between 0 and {n_items}, got {k}")
     if k == 0 or rows == 0:
         return scores.new_empty((rows, k)), torch.zeros((rows, k), dtype=torch.int64)
-    if rows <= ROW_BY_ROW_MAX_ROWS:
-        return _row_by_row_top_k(scores, k)
     if uses_two_stages(rows, n_items, k):
         return _two_stage_top_k(scores, k)
     return _one_stage_top_k(scores, k)
@@ -70,7 +68,7 @@ def uses_two_stages(rows: int, n_items: int, k: int) -> bool:
 
 
 def _blocks_pay(n_items: int, k: int) -> bool:
-    return k * BLOCKS * 4 <= n_items
+    return k * 4 <= n_items // ITEMS_PER_BLOCK
 
 
 def ranked_top_k(
@@ -94,29 +92,6 @@ def _ordered_bits(values: torch.Tensor) -> torch.Tensor:
     return torch.where(bits < 0, bits ^ _LOW_MASK, bits)
 
 
-def _row_by_row_top_k(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each row in NumPy: a threshold, the items at or above it, ranked by (-score, item)."""
-    scores_np = scores.numpy()
-    rows, n_items = scores_np.shape
-    values = np.empty((rows, k), dtype=np.float32)
-    items = np.empty((rows, k), dtype=np.int64)
-    width = n_items // BLOCKS
-    for row, row_scores in enumerate(scores_np):
-        if _blocks_pay(n_items, k):
-            maxima = row_scores[: width * BLOCKS].reshape(BLOCKS, width).max(axis=1)  # contiguous blocks
-            if width * BLOCKS < n_items:
-                maxima = np.append(maxima, row_scores[width * BLOCKS :].max())
-            threshold = np.partition(maxima, len(maxima) - k)[len(maxima) - k]
-        else:
-            threshold = np.partition(row_scores, n_items - k)[n_items - k]
-        candidates = np.flatnonzero(row_scores >= threshold)
-        candidate_scores = row_scores[candidates]
-        # lexsort: the last key sorts first; -0.0 and 0.0 compare equal, so they tie on the item
-        best = np.lexsort((candidates, -candidate_scores))[:k]
-        values[row], items[row] = candidate_scores[best], candidates[best]
-    return torch.from_numpy(values), torch.from_numpy(items)
-
-
 def _one_stage_top_k(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """One ``torch.topk`` of ``k + 1``: a row whose best ``k + 1`` hold no tie is already ranked."""
     top = torch.topk(scores, min(k + 1, scores.shape[1]), dim=1)
@@ -131,9 +106,9 @@ def _one_stage_top_k(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.
 
 def _two_stage_top_k(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     rows, n_items = scores.shape
-    width = n_items // BLOCKS
-    whole = width * BLOCKS
-    maxima = scores[:, :whole].unflatten(1, (BLOCKS, width)).amax(dim=1)
+    width = n_items // ITEMS_PER_BLOCK  # the number of whole blocks
+    whole = width * ITEMS_PER_BLOCK
+    maxima = scores[:, :whole].unflatten(1, (ITEMS_PER_BLOCK, width)).amax(dim=1)
     if whole < n_items:  # the tail is one more block
         maxima = torch.cat([maxima, scores[:, whole:].amax(dim=1, keepdim=True)], dim=1)
     n_blocks = maxima.shape[1]  # the k-th largest maximum; NumPy's partition is ~5x torch.topk's
