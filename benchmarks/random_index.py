@@ -31,19 +31,22 @@ def write_random_index(
     mean_other_ratings: float = 0.0,
     seed: int = 0,
     item_embeddings: torch.Tensor | None = None,
+    user_embeddings: torch.Tensor | None = None,
     history_tower: TowerShape | None = None,
 ) -> dict[str, Any]:
     """Write a random index to ``directory``; user ids are 1..n_users, movie ids 1..n_items.
 
     ``mean_other_ratings``: non-positive ratings per user on top of the positives (ML-20M has
     about as many as positives: 144 ratings per user, 72 of them >= 4 stars).
-    ``item_embeddings``: use these instead of random ones (e.g. clustered, closer to trained).
+    ``item_embeddings``, ``user_embeddings``: use these instead of random ones (e.g. clustered,
+    closer to trained; or integer-valued, so that every score is exact whatever the summation order).
     ``history_tower``: ship a randomly initialised sequence user tower of this shape, so that
     requests may carry fresh histories (the stored user vectors stay random).
     """
     rng = np.random.default_rng(seed)
     generator = torch.Generator().manual_seed(seed)
-    user_embeddings = torch.randn(n_users, dim, generator=generator) * 0.1
+    if user_embeddings is None:
+        user_embeddings = torch.randn(n_users, dim, generator=generator) * 0.1
     if item_embeddings is None:
         item_embeddings = torch.randn(n_items, dim, generator=generator) * 0.1
     tower = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from answers import assert_same_recommendations
 from inference_support import SEQUENCE_MOVIES, SEQUENCE_SHAPE, SEQUENCE_USERS
 
 from two_tower_recsys.artifacts.store import HISTORY_TOWER, copy_index, index_id, load_index
@@ -50,8 +51,7 @@ def pairs(answer) -> list[tuple]:
 
 
 def assert_pairs(got: list[tuple], expected: list[tuple]) -> None:
-    assert [movie for movie, _ in got] == [movie for movie, _ in expected]
-    assert [score for _, score in got] == pytest.approx([score for _, score in expected], abs=1e-5)
+    assert_same_recommendations(got, expected)
 
 
 def test_the_index_ships_the_tower_and_a_copy_verifies_it(sequence_index_dir, tmp_path):

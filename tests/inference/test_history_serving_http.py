@@ -10,6 +10,7 @@ import os
 
 import pytest
 import requests
+from answers import assert_same_answers
 from support import VENV_BIN, free_port, running_server
 
 from two_tower_recsys.inference.packaging import package_model
@@ -58,11 +59,7 @@ def assert_answers(response: requests.Response, answers: list[dict]) -> None:
     assert [{k: v for k, v in a.items() if k != "recommendations"} for a in got] == [
         {k: v for k, v in a.items() if k != "recommendations"} for a in answers
     ]
-    for mine, theirs in zip(got, answers, strict=True):
-        assert [row[0] for row in mine["recommendations"]] == [row[0] for row in theirs["recommendations"]]
-        assert [row[1] for row in mine["recommendations"]] == pytest.approx(
-            [row[1] for row in theirs["recommendations"]], rel=1e-5
-        )
+    assert_same_answers(got, answers)
 
 
 def test_dataframe_records_mix_rows_with_and_without_a_history(server, core):

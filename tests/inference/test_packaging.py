@@ -9,6 +9,7 @@ import textwrap
 import mlflow.pyfunc
 import pytest
 import yaml
+from answers import assert_same_answers
 from inference_support import write_known_index
 
 from two_tower_recsys.artifacts.store import index_id, load_index, verified_manifest
@@ -103,7 +104,7 @@ def test_an_approximate_package_ships_its_index_verified_by_the_manifest(random_
     model = mlflow.pyfunc.load_model(str(destination))
     assert model.unwrap_python_model().recommender.ann is not None
     core = Recommender.from_settings(random_index_dir, infer)
-    assert model.predict({"user_id": [1, 2], "k": [5, 5]}) == [a.as_dict() for a in core.recommend([1, 2], 5)]
+    assert_same_answers(model.predict({"user_id": [1, 2], "k": [5, 5]}), core.recommend([1, 2], 5))
 
     shipped = index_dir / params.file_name
     shipped.write_bytes(shipped.read_bytes()[:-8])

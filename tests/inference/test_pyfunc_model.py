@@ -8,6 +8,7 @@ import mlflow.pyfunc
 import pandas as pd
 import pytest
 import yaml
+from answers import assert_same_answer, assert_same_answers
 from mlflow.exceptions import MlflowException
 
 from two_tower_recsys.inference.recommender import Recommender
@@ -135,7 +136,7 @@ def test_concurrent_one_user_requests_are_combined_and_answered_exactly_as_alone
     assert (combiner.calls - calls, combiner.batches - batches) == (16, 1)
     for answer, request in zip(answers, requests, strict=True):
         user, k = int(request.user_id[0]), int(request.k[0])
-        assert answer == [core.recommend([user], k)[0].as_dict()]  # scores bit for bit
+        assert_same_answers(answer, core.recommend([user], k))
 
 
 def test_requests_the_answer_table_holds_skip_the_combiner(model, core):
@@ -143,7 +144,7 @@ def test_requests_the_answer_table_holds_skip_the_combiner(model, core):
     calls = combiner.calls
     (answer,) = model.predict(pd.DataFrame({"user_id": [5], "k": [4]}))
     assert combiner.calls == calls  # read from the package's answer table
-    assert answer == core.recommend([5], 4)[0].as_dict()
+    assert_same_answer(answer, core.recommend([5], 4)[0])
     (past_the_table,) = model.predict(pd.DataFrame({"user_id": [5], "k": [101]}))
     assert combiner.calls == calls + 1  # computed, through the combiner
-    assert past_the_table == core.recommend([5], 101)[0].as_dict()
+    assert_same_answer(past_the_table, core.recommend([5], 101)[0])

@@ -4,6 +4,7 @@ import numpy as np
 import polars as pl
 import pytest
 import torch
+from answers import assert_same_answers
 from inference_support import MOVIE_IDS, PREFERENCES, SEEN, UNKNOWN_USER, title, write_known_index
 from random_index import write_random_index
 
@@ -182,15 +183,11 @@ def test_approximate_answers_equal_the_exact_ones_never_excluded_k_honoured(
     random_index_dir, exact, index, exclude
 ):
     """300 movies at the defaults: the graph search is exhaustive, and the scan's candidates hold
-    the exact top-k, so answers must match exactly."""
+    the exact top-k, so answers must match (up to summation order)."""
     approximate = Recommender.from_artifacts(random_index_dir, batch_size=64, index=index)
     users, k = list(range(1, 201)), [1, 10, 50, 300] * 50
     answers = approximate.recommend(users, k, exclude=exclude)
-    for got, expected in zip(answers, exact.recommend(users, k, exclude=exclude), strict=True):
-        assert [m for m, _, _ in got.recommendations] == [m for m, _, _ in expected.recommendations]
-        assert [s for _, s, _ in got.recommendations] == pytest.approx(
-            [s for _, s, _ in expected.recommendations], rel=1e-5
-        )
+    assert_same_answers(answers, exact.recommend(users, k, exclude=exclude))
 
 
 class MissingGraph:
@@ -209,9 +206,9 @@ def test_users_the_graph_leaves_short_fall_back_to_exact(exact, monkeypatch):
     index = exact.index
     short = Recommender(index, batch_size=64, ann=MissingGraph(index.n_items))
     users = list(range(1, 201))
-    assert short.recommend(users, 20) == exact.recommend(users, 20)
+    assert_same_answers(short.recommend(users, 20), exact.recommend(users, 20))
     monkeypatch.setattr("two_tower_recsys.inference.recommender.MAX_ANN_FETCH", 8)  # all users too heavy
-    assert short.recommend(users, 5) == exact.recommend(users, 5)
+    assert_same_answers(short.recommend(users, 5), exact.recommend(users, 5))
 
 
 def test_an_unknown_index_kind_is_a_config_error(random_index_dir):
@@ -226,11 +223,12 @@ def test_batches_ranked_in_two_stages_and_chunks_answer_as_single_users_do(rando
     assert uses_two_stages(16, recommender.n_items, 2)
     users = list(range(1, 201))
     for batched, user in zip(recommender.recommend(users, 2), users, strict=True):
-        assert recommender.recommend([user], 2) == [batched]  # scores bit for bit
+        assert_same_answers(recommender.recommend([user], 2), [batched], user)
 
 
-def test_a_users_answer_is_bit_for_bit_the_same_alone_and_in_any_batch(tmp_path):
-    """The ML-20M width (64): BLAS sums a one-row product in another order than a batch's."""
+def test_a_users_answer_is_the_same_alone_and_in_any_batch_up_to_summation_order(tmp_path):
+    """The ML-20M width (64): BLAS sums a one-row product in another order than a batch's, and
+    its kernels differ by processor, so scores agree within tests/answers.py's tolerance."""
     write_random_index(tmp_path, n_users=40, n_items=5_000, dim=64, mean_positives=20, seed=11)
     recommender = Recommender.from_artifacts(tmp_path)
     users = list(range(1, 41))
@@ -241,4 +239,4 @@ def test_a_users_answer_is_bit_for_bit_the_same_alone_and_in_any_batch(tmp_path)
             for start in range(0, 40, size)
             for answer in recommender.recommend(users[start : start + size], 30)
         ]
-        assert batched == alone, size
+        assert_same_answers(batched, alone, size)

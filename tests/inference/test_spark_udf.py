@@ -4,6 +4,7 @@ import os
 import sys
 
 import pytest
+from answers import assert_same_answer
 
 from two_tower_recsys.inference.pyfunc_model import RECOMMENDATION_FORMAT, SPARK_RESULT_TYPE
 from two_tower_recsys.inference.recommender import Recommender
@@ -55,11 +56,5 @@ def test_spark_udf_answers_equal_the_cores(spark, packaged_model, random_index_d
             "k": answer.k,
             "fallback": answer.fallback,
         }
-        recommendations = spark_answer["recommendations"]
-        assert [(r["movieId"], r["title"]) for r in recommendations] == [
-            (m, t) for m, _, t in answer.recommendations
-        ]
-        assert [r["score"] for r in recommendations] == pytest.approx(
-            [s for _, s, _ in answer.recommendations], rel=1e-5
-        )
+        assert_same_answer(spark_answer, answer, answer.user_id)
     assert got[424242]["fallback"] is True

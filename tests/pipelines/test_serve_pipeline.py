@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import socket
@@ -10,6 +9,7 @@ import subprocess
 
 import pytest
 import requests
+from answers import assert_same_answers
 from random_index import write_random_index
 from support import VENV_BIN, free_port, running_server
 
@@ -138,8 +138,7 @@ def test_two_tower_serve_answers_from_anywhere_without_the_venv_on_path(artifact
         response = requests.post(f"{url}/invocations", json=body, timeout=30)
         assert response.status_code == 200, response.text[:500]
         core = Recommender.from_artifacts(artifacts)
-        expected = [answer.as_dict() for answer in core.recommend([3, 999], [5, 2])]
-        assert response.json()["predictions"] == json.loads(json.dumps(expected))
+        assert_same_answers(response.json()["predictions"], core.recommend([3, 999], [5, 2]))
         # A second server on the same port: one line, exit 2, while the first keeps serving.
         second = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
         assert second.returncode == 2
