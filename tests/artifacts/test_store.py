@@ -1,8 +1,12 @@
+import json
+
 import numpy as np
 import pytest
-from inference_support import RATED_NOT_POSITIVE, SEEN, write_known_index
+import torch
+from inference_support import RATED_NOT_POSITIVE, SEEN, write_known_index, write_sequence_index
 
 from two_tower_recsys.artifacts.store import (
+    HISTORY_TOWER_KIND,
     INDEX_FILES,
     copy_index,
     index_id,
@@ -11,7 +15,8 @@ from two_tower_recsys.artifacts.store import (
     verified_manifest,
 )
 from two_tower_recsys.errors import ArtifactError
-from two_tower_recsys.utils.fileio import write_manifest
+from two_tower_recsys.models.components.sequence_tower import SequenceTower
+from two_tower_recsys.utils.fileio import MANIFEST_NAME, write_manifest
 
 
 def test_copy_index_has_its_own_manifest_and_no_checkpoint(tmp_path):
@@ -73,3 +78,34 @@ def test_rated_items_hold_every_rating_and_the_positives(tmp_path):
         assert index.seen.items_of(user).tolist() == sorted(positives)
         assert index.rated.items_of(user).tolist() == sorted({*positives, *RATED_NOT_POSITIVE.get(user, [])})
     assert index.excluded("positives") is index.seen and index.excluded("none") is None
+
+
+def rewrite_manifest(directory, change) -> None:
+    manifest = json.loads((directory / MANIFEST_NAME).read_text())
+    change(manifest)
+    (directory / MANIFEST_NAME).write_text(json.dumps(manifest))
+
+
+def test_the_index_records_its_history_towers_kind_and_reads_indexes_written_before_it(tmp_path):
+    directory = write_sequence_index(tmp_path / "artifacts")
+    assert verified_manifest(directory)[HISTORY_TOWER_KIND] == "sequence"
+    recorded = load_index(directory)
+    rewrite_manifest(directory, lambda manifest: manifest.pop(HISTORY_TOWER_KIND))  # as written before
+    index = load_index(directory)
+    assert isinstance(index.history_tower, SequenceTower) and index.reads_histories
+    history, lengths = torch.tensor([[3, 8, 1]]), torch.tensor([3])
+    assert torch.allclose(
+        index.history_tower.embed_histories(history, lengths),
+        recorded.history_tower.embed_histories(history, lengths),
+        atol=1e-6,
+    )
+    assert not load_index(write_known_index(tmp_path / "id")).reads_histories
+
+
+@pytest.mark.parametrize("kind", ["lstm", "id"])
+def test_a_history_tower_of_a_kind_that_reads_no_histories_is_a_one_line_error(tmp_path, kind):
+    directory = write_sequence_index(tmp_path / "artifacts")
+    rewrite_manifest(directory, lambda manifest: manifest.update({HISTORY_TOWER_KIND: kind}))
+    with pytest.raises(ArtifactError, match=f"does not load as a {kind} user tower") as raised:
+        load_index(directory)
+    assert "\n" not in str(raised.value)

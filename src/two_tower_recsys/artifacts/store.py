@@ -4,10 +4,11 @@
 and ``user_embeddings.pt`` (float32 tensors), ``user2idx.json`` / ``item2idx.json``,
 ``titles.parquet``, ``seen_items.npz`` (each user's positives), ``rated_items.npz`` (every movie
 each user rated, positive or not: by default never recommended again),
-``popularity.npy`` (positives per movie: the cold-start fallback), for a sequence user tower
-``history_tower.pt`` (its weights but the movie table, which is ``item_embeddings.pt``: what
-turns a fresh history into a user vector at inference), and ``manifest.json`` (config, dataset
-checksum, package versions and every file's sha256), written last.
+``popularity.npy`` (positives per movie: the cold-start fallback), for a user tower that reads
+histories ``history_tower.pt`` (its weights but the movie table, which is ``item_embeddings.pt``:
+what turns a fresh history into a user vector at inference; the manifest records its kind and
+settings), and ``manifest.json`` (config, dataset checksum, package versions and every file's
+sha256), written last.
 
 :func:`load_index` verifies the manifest and loads only embeddings and lookups: serving needs
 no Lightning and no checkpoint.
@@ -34,7 +35,8 @@ import polars as pl
 import torch
 
 from two_tower_recsys.errors import ArtifactError
-from two_tower_recsys.models.components.sequence_tower import SequenceTower, TowerShape
+from two_tower_recsys.models.components.sequence_tower import SequenceTower
+from two_tower_recsys.models.components.user_encoders import HistoryUserEncoder, history_encoder_class
 from two_tower_recsys.preprocessing.processed import read_id_mapping, write_id_mapping
 from two_tower_recsys.retrieval.scorers import EmbeddingScorer
 from two_tower_recsys.retrieval.seen import SeenItems
@@ -58,7 +60,10 @@ TITLES = "titles.parquet"
 SEEN_ITEMS = "seen_items.npz"
 RATED_ITEMS = "rated_items.npz"
 POPULARITY = "popularity.npy"
-HISTORY_TOWER = "history_tower.pt"  # only for model.user_tower=sequence
+HISTORY_TOWER = "history_tower.pt"  # only for a user tower that reads histories
+# Manifest keys beside it: the tower's index_settings(), and its kind (absent before a second
+# kind existed: such an index holds a sequence tower).
+HISTORY_TOWER_SETTINGS, HISTORY_TOWER_KIND = "history_tower", "history_tower_kind"
 INDEX_FILES = (
     ITEM_EMBEDDINGS,
     USER_EMBEDDINGS,
@@ -95,12 +100,18 @@ class RetrievalIndex:
     popularity: np.ndarray  # positives per item_idx
     manifest: dict[str, Any]
     rated: SeenItems  # every movie each user rated, positive or not (a superset of ``seen``)
-    # A sequence user tower (eval mode) over item_embeddings: user vectors of fresh histories.
-    history_tower: SequenceTower | None = None
+    # A user tower that reads histories (eval mode) over item_embeddings: user vectors of fresh
+    # histories. None: the model's user tower reads user indices.
+    history_tower: HistoryUserEncoder | None = None
 
     @property
     def n_items(self) -> int:
         return len(self.item_ids)
+
+    @property
+    def reads_histories(self) -> bool:
+        """Whether the user vectors come from histories (so they depend on which ones are read)."""
+        return self.history_tower is not None
 
     def scorer(self) -> EmbeddingScorer:
         return EmbeddingScorer(self.user_embeddings, self.item_embeddings, self.temperature)
@@ -134,13 +145,13 @@ def write_index(
     popularity: np.ndarray,
     provenance: dict[str, Any],
     rated_pairs: pl.DataFrame | None = None,
-    history_tower: SequenceTower | None = None,
+    history_tower: HistoryUserEncoder | None = None,
 ) -> dict[str, Any]:
     """Stage every file, then commit them to ``directory`` with the manifest last.
 
     ``seen_pairs`` are the positives (user_idx, item_idx); ``rated_pairs`` every rating, positive
     or not (None: the positives are all that is known). The rated set stored is their union.
-    ``history_tower``: a sequence user tower whose movie table is ``item_embeddings``.
+    ``history_tower``: a user tower that reads histories, whose movie table is ``item_embeddings``.
     """
     with staged_directory(directory) as staging:
         if checkpoint is not None:
@@ -158,8 +169,12 @@ def write_index(
         _save_pairs(staging / RATED_ITEMS, seen_pairs if rated_pairs is None else rated_pairs, len(user_ids))
         np.save(staging / POPULARITY, np.asarray(popularity, dtype=np.int64))
         if history_tower is not None:
-            torch.save(history_tower.weights_without_items(), staging / HISTORY_TOWER)
-            provenance = {**provenance, "history_tower": history_tower.shape().as_dict()}
+            torch.save(history_tower.index_weights(), staging / HISTORY_TOWER)
+            provenance = {
+                **provenance,
+                HISTORY_TOWER_SETTINGS: history_tower.index_settings(),
+                HISTORY_TOWER_KIND: history_tower.kind,
+            }
         manifest = write_manifest(
             staging,
             {
@@ -181,8 +196,13 @@ def write_index(
 
 
 def _index_files(manifest: dict[str, Any]) -> tuple[str, ...]:
-    """The files that make up an index: every index has INDEX_FILES, a sequence tower's one more."""
-    return (*INDEX_FILES, HISTORY_TOWER) if HISTORY_TOWER in manifest.get("files", {}) else INDEX_FILES
+    """The files that make up an index: every index has INDEX_FILES, a history-reading tower's one more."""
+    return (*INDEX_FILES, HISTORY_TOWER) if stores_history_tower(manifest) else INDEX_FILES
+
+
+def stores_history_tower(manifest: dict[str, Any]) -> bool:
+    """Whether the index's user tower reads histories (and so is stored, in ``HISTORY_TOWER``)."""
+    return HISTORY_TOWER in manifest.get("files", {})
 
 
 def index_id(manifest: dict[str, Any]) -> str:
@@ -290,12 +310,15 @@ def load_index(directory: Path) -> RetrievalIndex:
 
 def _load_history_tower(
     directory: Path, manifest: dict[str, Any], item_embeddings: torch.Tensor
-) -> SequenceTower | None:
-    if HISTORY_TOWER not in manifest.get("files", {}):
+) -> HistoryUserEncoder | None:
+    if not stores_history_tower(manifest):
         return None
+    kind = manifest.get(HISTORY_TOWER_KIND, SequenceTower.kind)
     try:
-        shape = TowerShape.from_dict(manifest["history_tower"])
+        encoder = history_encoder_class(kind)
         weights = torch.load(directory / HISTORY_TOWER, weights_only=True)
-        return SequenceTower.from_weights(shape, item_embeddings, weights)
+        return encoder.from_index(manifest[HISTORY_TOWER_SETTINGS], item_embeddings, weights)
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-        raise ArtifactError(f"{directory / HISTORY_TOWER} does not load as a sequence tower: {exc}") from None
+        raise ArtifactError(
+            f"{directory / HISTORY_TOWER} does not load as a {kind} user tower: {exc}"
+        ) from None

@@ -41,7 +41,7 @@ def run(settings: AppConfig) -> None:
                 f"artifacts in {settings.paths.artifacts_dir} were trained on another dataset "
                 f"({index.manifest.get('dataset', {}).get('name')}); train on data={settings.data.name} first"
             )
-        if index.manifest.get("config", {}).get("model", {}).get("user_tower") == "sequence":
+        if index.reads_histories:
             # The index's user vectors read every known positive, test included: score each
             # split from the checkpoint, over only the positives known before it.
             results = evaluate_on_splits(

@@ -1,14 +1,14 @@
 """``two-tower export-onnx``: write ``paths.onnx_model`` (default ``artifacts/model_scoring.onnx``).
 
 The scorer ``(user_idx [N], item_idx [N]) -> score [N]`` with a dynamic batch axis, exported from
-the trained checkpoint and kept only if ONNX Runtime matches PyTorch within 1e-5. A sequence user
-tower (``model.user_tower=sequence``) is exported instead as ``user_tower.onnx`` beside it:
-``(history, lengths) -> user vector`` (see ``inference/onnx_sequence_export.py``).
+the trained checkpoint and kept only if ONNX Runtime matches PyTorch within 1e-5. A user tower
+that reads histories (``model.user_tower=sequence``) is exported instead as ``user_tower.onnx``
+beside it: ``(history, lengths) -> user vector`` (see ``inference/onnx_sequence_export.py``).
 """
 
 from __future__ import annotations
 
-from two_tower_recsys.artifacts.store import verified_manifest
+from two_tower_recsys.artifacts.store import stores_history_tower, verified_manifest
 from two_tower_recsys.inference.onnx_export import export_from_artifacts
 from two_tower_recsys.inference.onnx_sequence_export import USER_TOWER_ONNX, export_sequence_tower
 from two_tower_recsys.pipelines.hydra_edge import hydra_entry
@@ -18,7 +18,7 @@ from two_tower_recsys.settings import AppConfig
 
 def run(settings: AppConfig) -> None:
     artifacts_dir = settings.paths.artifacts_dir
-    if verified_manifest(artifacts_dir).get("config", {}).get("model", {}).get("user_tower") == "sequence":
+    if stores_history_tower(verified_manifest(artifacts_dir)):
         tower = load_checkpoint_module(artifacts_dir).net.user_tower
         exported = export_sequence_tower(tower, settings.paths.onnx_model.with_name(USER_TOWER_ONNX))
         print(

@@ -1,9 +1,9 @@
 """Scorers of a trained two-tower module for each evaluated split, and for the published index.
 
-An ID tower's user vectors are fixed, so one scorer serves every split. A sequence tower's user
-vector depends on the history it reads, so each split gets a scorer over exactly the positives
-known before it (train for validation, train + validation for test), and the index published
-for serving holds the vectors built from every known positive.
+A user tower that reads user indices has fixed user vectors, so one scorer serves every split.
+The vector of one that reads histories depends on the history it reads, so each split gets a
+scorer over exactly the positives known before it (train for validation, train + validation for
+test), and the index published for serving holds the vectors built from every known positive.
 """
 
 from __future__ import annotations
@@ -27,15 +27,15 @@ PUBLISH_BATCH_USERS = 4096
 def split_scorers(module: TwoTowerModule, dataset: ProcessedDataset) -> dict[str, Scorer]:
     if not module.reads_histories:
         return dict.fromkeys(SPLITS_EVALUATED, module.scorer())
-    max_history = module.model_config.max_history
+    max_history = module.net.user_tower.max_history
     return {split: module.scorer(histories_for(dataset, split, max_history)) for split in SPLITS_EVALUATED}
 
 
 def published_scorer(module: TwoTowerModule, dataset: ProcessedDataset) -> EmbeddingScorer:
-    """Fixed user vectors for the index: a sequence tower's read each user's latest positives."""
+    """Fixed user vectors for the index: a history-reading tower's read each user's latest positives."""
     if not module.reads_histories:
         return module.scorer()
-    serving = module.scorer(histories_for(dataset, SERVING, module.model_config.max_history))
+    serving = module.scorer(histories_for(dataset, SERVING, module.net.user_tower.max_history))
     # In batches: a transformer pass over every user at once would hold activations of
     # n_users x max_history x dim per layer (gigabytes at ML-20M scale).
     users = torch.arange(dataset.n_users)

@@ -14,6 +14,7 @@ from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import Logger
 
 from two_tower_recsys.evaluation.evaluator import EvaluationTask, evaluation_task
+from two_tower_recsys.models.components.user_encoders import user_encoder_class
 from two_tower_recsys.models.popularity import popularity_counts
 from two_tower_recsys.preprocessing.processed import ProcessedDataset
 from two_tower_recsys.preprocessing.split import VAL
@@ -93,11 +94,10 @@ def fit_two_tower(
     keep_freed_memory_for_reuse()
     L.seed_everything(seed, workers=True, verbose=False)
     train = dataset.train
-    sequences = (
-        sequence_training(dataset, model_cfg, trainer_cfg, seed)
-        if model_cfg.user_tower == "sequence"
-        else None
-    )
+    # What the user tower reads decides what it trains on: histories (next-movie prediction at
+    # every position of each user's windows) or user indices ((user, movie) pairs).
+    reads_histories = user_encoder_class(model_cfg.user_tower).reads_histories
+    sequences = sequence_training(dataset, model_cfg, trainer_cfg, seed) if reads_histories else None
     module = TwoTowerModule.from_settings(
         dataset.n_users,
         dataset.n_items,

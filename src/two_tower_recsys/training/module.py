@@ -10,9 +10,9 @@ import lightning as L
 import numpy as np
 import torch
 
-from two_tower_recsys.models.components.sequence_tower import SequenceTower
 from two_tower_recsys.models.components.towers import build_tower
 from two_tower_recsys.models.components.two_tower import TwoTower
+from two_tower_recsys.models.components.user_encoders import build_user_encoder
 from two_tower_recsys.preprocessing.histories import UserHistories
 from two_tower_recsys.retrieval.scorers import EmbeddingScorer, SequenceScorer
 from two_tower_recsys.settings import ModelConfig, TrainerConfig, settings_from_mapping
@@ -40,18 +40,7 @@ class TwoTowerModule(L.LightningModule):
         sparse = self.optimizer_config.optimizer == "lazy_adam"
         cfg = self.model_config
         item_tower = build_tower("id", n_items, cfg.embedding_dim, init_std=cfg.init_std, sparse=sparse)
-        if cfg.user_tower == "sequence":
-            user_tower = SequenceTower(
-                item_tower.embedding,
-                max_history=cfg.max_history,
-                n_blocks=cfg.n_blocks,
-                n_heads=cfg.n_heads,
-                dropout=cfg.dropout,
-            )
-        else:
-            user_tower = build_tower(
-                cfg.user_tower, n_users, cfg.embedding_dim, init_std=cfg.init_std, sparse=sparse
-            )
+        user_tower = build_user_encoder(cfg, n_users=n_users, item_tower=item_tower, sparse=sparse)
         self.net = TwoTower(user_tower, item_tower, temperature=cfg.temperature)
         # log of each movie's probability of being drawn as a training pair (logQ correction);
         # derived from the data, so not saved in the checkpoint.
@@ -69,7 +58,8 @@ class TwoTowerModule(L.LightningModule):
 
     @property
     def reads_histories(self) -> bool:
-        return isinstance(self.net.user_tower, SequenceTower)
+        """Whether the user tower reads histories (batches of sequences) rather than user indices."""
+        return self.net.user_tower.reads_histories
 
     def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
         if self.reads_histories:  # (inputs, targets, mask): every target position of each sequence
@@ -122,11 +112,13 @@ class TwoTowerModule(L.LightningModule):
     def scorer(self, histories: UserHistories | None = None) -> EmbeddingScorer | SequenceScorer:
         """A scorer over the current weights (detached copies: training may go on).
 
-        A sequence tower needs ``histories``: what each user may read when scored (e.g. train
-        positives only for validation); the ID tower ignores them."""
+        A tower that reads histories needs ``histories``: what each user may read when scored (e.g.
+        train positives only for validation); one that reads user indices ignores them."""
         if self.reads_histories:
             if histories is None:
-                raise ValueError("a sequence user tower scores users from histories: pass histories")
+                raise ValueError(
+                    f"a {self.net.user_tower.kind} user tower scores users from histories: pass histories"
+                )
             tower = copy.deepcopy(self.net.user_tower).cpu().eval()
             return SequenceScorer(
                 tower,

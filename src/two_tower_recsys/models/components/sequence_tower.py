@@ -8,16 +8,23 @@ start of the window. Attention is causal, so the output at position ``j`` depend
 every position), and right padding never leaks into real positions. The user vector is the output
 at the last real position; score = dot(user vector, movie vector) / temperature, as for the ID
 tower.
+
+It is the ``sequence`` kind of user encoder (``user_encoders.HistoryUserEncoder``).
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from two_tower_recsys.settings import ModelConfig
+
+if TYPE_CHECKING:
+    from two_tower_recsys.models.components.towers import IdEmbeddingTower
 
 
 class CausalBlock(nn.Module):
@@ -72,6 +79,9 @@ ITEM_TABLE = "item_embedding.weight"  # the movie tower's table, stored once, as
 class SequenceTower(nn.Module):
     """``forward(history [B, L], lengths [B]) -> [B, dim]``; ``encode(history) -> [B, L, dim]``."""
 
+    kind: ClassVar[str] = "sequence"
+    reads_histories: ClassVar[bool] = True
+
     def __init__(
         self,
         item_embedding: nn.Embedding,
@@ -91,6 +101,18 @@ class SequenceTower(nn.Module):
         self.input_dropout = nn.Dropout(dropout)
         self.blocks = nn.ModuleList(CausalBlock(self.dim, n_heads, dropout) for _ in range(n_blocks))
         self.output_norm = nn.LayerNorm(self.dim)
+
+    @classmethod
+    def from_config(
+        cls, cfg: ModelConfig, *, n_users: int, item_tower: IdEmbeddingTower, sparse: bool
+    ) -> SequenceTower:
+        return cls(
+            item_tower.embedding,
+            max_history=cfg.max_history,
+            n_blocks=cfg.n_blocks,
+            n_heads=cfg.n_heads,
+            dropout=cfg.dropout,
+        )
 
     def shape(self) -> TowerShape:
         return TowerShape(self.max_history, len(self.blocks), self.blocks[0].n_heads if self.blocks else 1)
@@ -115,6 +137,18 @@ class SequenceTower(nn.Module):
         )
         tower.load_state_dict({**weights, ITEM_TABLE: table.weight}, strict=True)
         return tower.eval().requires_grad_(False)
+
+    def index_settings(self) -> dict[str, Any]:
+        return self.shape().as_dict()
+
+    def index_weights(self) -> dict[str, torch.Tensor]:
+        return self.weights_without_items()
+
+    @classmethod
+    def from_index(
+        cls, settings: dict[str, Any], item_embeddings: torch.Tensor, weights: dict[str, torch.Tensor]
+    ) -> SequenceTower:
+        return cls.from_weights(TowerShape.from_dict(settings), item_embeddings, weights)
 
     def encode(self, history: torch.Tensor) -> torch.Tensor:
         """The user vector after each prefix: row b, position j reads ``history[b, :j + 1]``."""

@@ -1,14 +1,19 @@
 """Towers: modules that map ids to embeddings. They know nothing about training.
 
 Every tower takes a batch of indices and returns one row per index, and can embed its whole
-vocabulary at once (:meth:`embed_all`) for indexing and evaluation. A user tower that pools the
-user's history, or a movie tower over content features, plugs in behind the same interface.
+vocabulary at once (:meth:`embed_all`) for indexing and evaluation. A movie tower over content
+features would plug in behind the same interface; user towers, which may read histories instead of
+indices, are described in ``user_encoders.py``.
 """
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import nn
+
+from two_tower_recsys.settings import ModelConfig
 
 
 class Tower(nn.Module):
@@ -27,7 +32,12 @@ class Tower(nn.Module):
 
 
 class IdEmbeddingTower(Tower):
-    """A learned embedding per id: the original design's user and movie towers."""
+    """A learned embedding per id: the original design's user and movie towers.
+
+    As a user tower it is the ``id`` kind of user encoder (``user_encoders.IdUserEncoder``)."""
+
+    kind: ClassVar[str] = "id"
+    reads_histories: ClassVar[bool] = False
 
     def __init__(self, size: int, dim: int, *, init_std: float = 0.1, sparse: bool = False):
         super().__init__()
@@ -36,6 +46,12 @@ class IdEmbeddingTower(Tower):
         # the rows of the batch instead of all 165k x 64 parameters every step.
         self.embedding = nn.Embedding(size, dim, sparse=sparse)
         nn.init.normal_(self.embedding.weight, std=init_std)
+
+    @classmethod
+    def from_config(
+        cls, cfg: ModelConfig, *, n_users: int, item_tower: IdEmbeddingTower, sparse: bool
+    ) -> IdEmbeddingTower:
+        return cls(n_users, cfg.embedding_dim, init_std=cfg.init_std, sparse=sparse)
 
     def forward(self, indices: torch.Tensor) -> torch.Tensor:
         return self.embedding(indices)
