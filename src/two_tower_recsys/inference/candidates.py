@@ -143,11 +143,13 @@ def _chunks(sorted_counts: np.ndarray, budget: int) -> list[slice]:
     return chunks
 
 
-def candidate_source(index: RetrievalIndex, ann: CandidateSearcher | None) -> CandidateSource:
-    scorer = index.scorer()
+def candidate_source(
+    scorer: EmbeddingScorer, item_embeddings: torch.Tensor, ann: CandidateSearcher | None
+) -> CandidateSource:
+    """The whole catalogue (``ann`` None) or ``ann``'s candidates, scored by ``scorer``."""
     if ann is None:
         return ExactCandidates(scorer)
-    return ApproximateCandidates(ann, scorer, index.item_embeddings)
+    return ApproximateCandidates(ann, scorer, item_embeddings)
 
 
 def ann_params(infer: InferConfig) -> AnnParams | None:

@@ -81,7 +81,7 @@ class Recommender:
         user_ids = index.user_ids.tolist() if answers else []
         self._table_rows = dict(zip(user_ids, range(len(user_ids)), strict=True))
         self._scorer = index.scorer()
-        self._candidates = candidate_source(index, ann)
+        self._candidates = candidate_source(self._scorer, index.item_embeddings, ann)
         self._users = IdLookup(index.user_ids)
         self._movies = IdLookup(index.item_ids)
         self._format = AnswerFormatter(index)
