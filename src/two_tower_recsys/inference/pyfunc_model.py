@@ -38,7 +38,8 @@ from mlflow.protos.databricks_pb2 import INTERNAL_ERROR
 
 from two_tower_recsys.artifacts.store import index_id, refuse_if_stale
 from two_tower_recsys.errors import RequestError
-from two_tower_recsys.inference.recommender import Recommender, UserRecommendations
+from two_tower_recsys.inference.answers import UserRecommendations
+from two_tower_recsys.inference.recommender import Recommender
 from two_tower_recsys.inference.request_combiner import RequestCombiner
 from two_tower_recsys.inference.validation import RequestLimits, RequestRows
 from two_tower_recsys.settings import InferConfig, removed_filter_seen_message, settings_from_mapping

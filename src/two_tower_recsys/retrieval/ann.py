@@ -157,16 +157,32 @@ class HnswSearcher:
     def write(self, path: Path) -> None:
         write_hnsw(self.index, path)
 
-    def search(self, queries: np.ndarray, k: int) -> np.ndarray:
-        """int64 [len(queries), k x groups] candidate items, unordered; -1 pads a short row.
+    def candidate_counts(self, k: int | np.ndarray, n_hidden: int | np.ndarray = 0) -> np.ndarray:
+        """``k + n_hidden`` from each graph (all of a smaller one): the best may all share one norm range."""
+        per_graph = np.asarray(k, dtype=np.int64) + n_hidden
+        return sum((np.minimum(per_graph, len(ids)) for ids in self.index.item_ids), np.zeros_like(per_graph))
 
-        Each group returns its own best ``k`` by inner product; the caller scores and merges them.
+    def search(self, queries: np.ndarray, k: int | np.ndarray, n_hidden: int | np.ndarray = 0) -> np.ndarray:
+        """int64 [len(queries), the largest count] candidate items, graph by graph; -1 pads.
+
+        Each graph returns its own best ``k + n_hidden`` by inner product, best first; the caller
+        scores and merges them. A search's beam is ``max(efSearch, its k)`` wide, so rows wanting
+        more than ``ef_search`` are searched apart, each with its own width: a row's candidates
+        never depend on the other rows'.
         """
-        parameters = self._faiss.SearchParametersHNSW(efSearch=max(self.ef_search, k))
+        wanted = np.broadcast_to(np.asarray(k, dtype=np.int64) + n_hidden, (len(queries),))
+        beams = np.maximum(wanted, self.ef_search)
         lifted = np.zeros((len(queries), queries.shape[1] + 1), dtype=np.float32)
         lifted[:, :-1] = queries
+        width = int(wanted.max(initial=0))
         found = []
         for graph, ids in zip(self.index.graphs, self.index.item_ids, strict=True):
-            _, labels = graph.search(lifted, min(k, len(ids)), params=parameters)
+            labels = np.full((len(queries), min(width, len(ids))), -1, dtype=np.int64)
+            for beam in np.unique(beams).tolist():
+                rows = np.flatnonzero(beams == beam)
+                graph_width = min(int(wanted[rows].max()), len(ids))
+                parameters = self._faiss.SearchParametersHNSW(efSearch=beam)
+                _, labels[rows, :graph_width] = graph.search(lifted[rows], graph_width, params=parameters)
+            labels[np.arange(labels.shape[1]) >= wanted[:, None]] = -1
             found.append(np.where(labels >= 0, ids[np.maximum(labels, 0)], -1))
         return np.hstack(found)
