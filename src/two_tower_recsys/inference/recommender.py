@@ -13,7 +13,7 @@ popularity ranking (``answers.py``). Answers, one per user and in the order aske
 - ``k`` above the catalogue size is clamped to it; the answer reports the clamped ``k``.
 - A user id the model has never seen is not an error: the answer is the popularity ranking
   (score = the movie's number of positives; ties in catalogue order) with ``fallback=True``.
-- ``histories`` (a sequence user tower only): a list of movieIds per user, most recent last, or
+- ``histories`` (a user tower that reads histories only, e.g. ``model.user_tower=sequence``): a list of movieIds per user, most recent last, or
   None for a user who sends none. The user vector is then computed from that history (for a known
   user it replaces the stored one), its movies are never recommended (besides what ``exclude``
   hides for a known user), and the answer counts the movieIds skipped as unknown
@@ -212,7 +212,7 @@ class Recommender:
         checked = history_arrays(histories, n_rows, self.max_history_items)
         if all(history is None for history in checked):
             return None
-        if self.index.history_tower is None:
+        if not self.index.reads_histories:
             raise RequestError(
                 "history: this model's user tower is an ID embedding (model.user_tower=id) and "
                 "cannot read a history; send user_id alone, or serve a model trained with "
