@@ -13,12 +13,13 @@ popularity ranking (``answers.py``). Answers, one per user and in the order aske
 - ``k`` above the catalogue size is clamped to it; the answer reports the clamped ``k``.
 - A user id the model has never seen is not an error: the answer is the popularity ranking
   (score = the movie's number of positives; ties in catalogue order) with ``fallback=True``.
-- ``histories`` (a user tower that reads histories only, e.g. ``model.user_tower=sequence``): a list of movieIds per user, most recent last, or
-  None for a user who sends none. The user vector is then computed from that history (for a known
-  user it replaces the stored one), its movies are never recommended (besides what ``exclude``
-  hides for a known user), and the answer counts the movieIds skipped as unknown
-  (``unknown_history_items``). A history with no known movie gets the popularity ranking, flagged
-  ``fallback=True``. An ID user tower cannot read a history: asking is a RequestError.
+- ``histories`` (a user tower that reads histories only, e.g. ``model.user_tower=sequence``): a
+  list of movieIds per user, most recent last, or None for a user who sends none. The user vector
+  is then computed from that history (for a known user it replaces the stored one), its movies
+  are never recommended (besides what ``exclude`` hides for a known user), and the answer counts
+  the movieIds skipped as unknown (``unknown_history_items``). A history with no known movie gets
+  the popularity ranking, flagged ``fallback=True``. An ID user tower cannot read a history:
+  asking is a RequestError.
 - With an approximate index (``index="pq"`` or ``"hnsw"``), answers differ from the exact ones only
   where the index missed one of a user's exact top-k (``candidates.py``).
 """
