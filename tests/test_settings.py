@@ -41,20 +41,20 @@ def test_overrides_reach_the_typed_settings():
 
 
 def test_added_unknown_key_is_an_error():
-    with pytest.raises(ConfigError, match="unknown config key\\(s\\): data.colour"):
+    with pytest.raises(ConfigError, match="^data.colour: Key 'colour' not in 'DataConfig'$"):
         compose_settings(["+data.colour=red"])
 
 
 def test_wrong_type_names_the_key():
-    with pytest.raises(ConfigError, match="data.min_user_interactions must be an integer"):
+    with pytest.raises(
+        ConfigError, match="^data.min_user_interactions: Value 'many' of type 'str' could not be converted to Integer$"
+    ):
         compose_settings(["data.min_user_interactions=many"])
 
 
 def test_non_positive_values_are_rejected():
     with pytest.raises(ConfigError, match="infer.k must be positive, got 0"):
         compose_settings(["infer.k=0"])
-    with pytest.raises(ConfigError, match="filter_seen was replaced by infer.exclude.*infer.exclude=none"):
-        compose_settings(["infer.filter_seen=false"])
     with pytest.raises(ConfigError, match="infer.exclude must be one of rated, positives, none"):
         compose_settings(["infer.exclude=seen"])
     with pytest.raises(ConfigError, match=r"infer.answer_table_k must be 0 \(no table\) or positive, got -1"):
@@ -72,7 +72,7 @@ def test_literal_choices_are_checked():
 
 
 def test_missing_required_key():
-    with pytest.raises(ConfigError, match="config key paths is required"):
+    with pytest.raises(ConfigError, match="^paths.raw_zip: .* missing mandatory value: raw_zip$"):
         settings_from_mapping(AppConfig, {"data": {"name": "x"}})
 
 
