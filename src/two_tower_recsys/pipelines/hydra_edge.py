@@ -95,9 +95,9 @@ def composition_error(exc: Exception) -> ConfigError:
     cause = exc if isinstance(exc, OmegaConfBaseException) else exc.__cause__
     if isinstance(cause, OmegaConfBaseException):
         return config_error(cause)
-    # e.g. "Could not find 'data/ml-99m'" and the options, without Hydra's search path
+    # e.g. "Could not find 'data/ml-99m'" and the options (not the schema), without Hydra's search path
     message = str(exc).split("\nConfig search path")[0]
-    return ConfigError(" ".join(message.split()))
+    return ConfigError(" ".join(word for word in message.split() if word != GROUP_SCHEMA))
 
 
 def compose_settings(overrides: Sequence[str] = ()) -> AppConfig:
