@@ -42,7 +42,7 @@ from two_tower_recsys.inference.answers import UserRecommendations
 from two_tower_recsys.inference.recommender import Recommender
 from two_tower_recsys.inference.request_combiner import RequestCombiner
 from two_tower_recsys.inference.validation import RequestLimits, RequestRows
-from two_tower_recsys.settings import InferConfig, removed_filter_seen_message, settings_from_mapping
+from two_tower_recsys.settings import InferConfig, settings_from_mapping
 
 log = logging.getLogger(__name__)
 
@@ -82,8 +82,6 @@ class RecommenderModel(mlflow.pyfunc.PythonModel):
 
     def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
         config = {**model_config(InferConfig()), **(context.model_config or {})}
-        if "filter_seen" in config:
-            raise ValueError(removed_filter_seen_message("model_config key exclude", config["filter_seen"]))
         unknown = sorted(set(config) - set(MODEL_CONFIG_KEYS))
         if unknown:
             raise ValueError(f"unknown model_config key(s): {', '.join(unknown)}")
