@@ -88,6 +88,9 @@ class PathsConfig:
     recommendations: Path = Path("artifacts/recommendations.parquet")  # written by recommend-all
 
 
+BASELINES = ("popularity", "ease", "als")
+
+
 @dataclass(frozen=True)
 class EvalConfig:
     recall_ks: tuple[int, ...] = (10, 50, 100)
@@ -98,9 +101,43 @@ class EvalConfig:
     bootstrap_resamples: int = 1000
     bootstrap_seed: int = 0
     confidence: float = 0.95
+    # Classical baselines fitted and reported beside the model (docs/baselines.md); each
+    # regularisation is chosen on validation from its grid, never on test.
+    baselines: tuple[str, ...] = ("popularity", "ease", "als")
+    ease_l2_grid: tuple[float, ...] = (50.0, 200.0, 500.0, 2000.0)
+    # EASE is skipped (one log line) when its item-item matrices would need more than this.
+    ease_max_memory_gb: float = 16.0
+    als_regularization_grid: tuple[float, ...] = (0.1, 1.0, 10.0)
+    als_factors: int = 64
+    als_iterations: int = 15
+    als_alpha: float = 10.0  # confidence of a positive (1 for the rest)
+    # Beyond-accuracy metrics (coverage, popularity bias, novelty) of the test top-K lists.
+    beyond_accuracy_ks: tuple[int, ...] = (10, 50)
+    segment_k: int = 50  # Recall@K and NDCG@K by user history length and movie popularity
 
     def __post_init__(self) -> None:
-        _require_positive("eval", batch_size=self.batch_size, bootstrap_resamples=self.bootstrap_resamples)
+        _require_positive(
+            "eval",
+            batch_size=self.batch_size,
+            bootstrap_resamples=self.bootstrap_resamples,
+            ease_max_memory_gb=self.ease_max_memory_gb,
+            als_factors=self.als_factors,
+            als_iterations=self.als_iterations,
+            segment_k=self.segment_k,
+            als_alpha=self.als_alpha,
+        )
+        unknown = sorted(set(self.baselines) - set(BASELINES))
+        if unknown:
+            raise ConfigError(f"eval.baselines: unknown baseline(s) {unknown}; choose from {list(BASELINES)}")
+        for grid_name in ("ease_l2_grid", "als_regularization_grid"):
+            grid = getattr(self, grid_name)
+            if not grid or any(value <= 0 for value in grid):
+                raise ConfigError(
+                    f"eval.{grid_name} must be a non-empty list of positive numbers, got {grid}"
+                )
+        _require_positive(
+            "eval", **{f"beyond_accuracy_ks[{i}]": k for i, k in enumerate(self.beyond_accuracy_ks)}
+        )
         if not 0.0 < self.confidence < 1.0:
             raise ConfigError(f"eval.confidence must lie strictly between 0 and 1, got {self.confidence}")
         if self.bootstrap_seed < 0:
@@ -111,7 +148,7 @@ class EvalConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    name: Literal["two_tower", "popularity"] = "two_tower"
+    name: Literal["two_tower", "popularity", "ease", "als"] = "two_tower"  # the last three: baselines
     user_tower: Literal["id", "sequence"] = "id"
     embedding_dim: int = 64
     temperature: float = 1.0
