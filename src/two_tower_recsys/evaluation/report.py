@@ -27,6 +27,7 @@ from two_tower_recsys.utils.fileio import atomic_write_json, read_json
 DATASET_KEYS = ("name", "users", "items", "train_rows", "val_rows", "test_rows")
 METRICS_FILE = "metrics.json"
 SPLITS = ("val", "test")
+TABLE_WIDTH = 110  # wider, and the paired differences go below the models
 
 
 def dataset_summary(stats: dict[str, Any]) -> dict[str, Any]:
@@ -207,30 +208,36 @@ def _plain_cell(value: float | None) -> str:
 
 
 def _split_block(report: dict[str, Any], split: str) -> str:
+    """Models and pairs side by side; when that is wider than TABLE_WIDTH, the pairs below."""
     models = report[split]
     intervals = report.get("intervals", {}).get(split, {})
     pairs = report.get("paired", {}).get(split, {})
     names = list(dict.fromkeys(name for metrics in models.values() for name in metrics))
-    columns: list[tuple[str, list[str]]] = []
-    for model, metrics in models.items():
-        cells = [_cell(metrics.get(name), intervals.get(model, {}).get(name), "") for name in names]
-        columns.append((model, cells))
-    for pair, differences in pairs.items():
-        cells = [_cell(*_difference(differences.get(name)), "+") for name in names]
-        columns.append((pair.replace("-", " - "), cells))
-    label_width = max(len("metric"), *(len(name) for name in names))
-    widths = [max(len(heading), *(len(cell) for cell in cells)) for heading, cells in columns]
-    header = f"{'metric':<{label_width}}  " + "  ".join(
-        f"{heading:>{width}}" for (heading, _), width in zip(columns, widths, strict=True)
-    )
+    model_columns = [
+        (model, [_cell(metrics.get(name), intervals.get(model, {}).get(name), "") for name in names])
+        for model, metrics in models.items()
+    ]
+    pair_columns = [
+        (pair.replace("-", " - "), [_cell(*_difference(differences.get(name)), "+") for name in names])
+        for pair, differences in pairs.items()
+    ]
     users = report.get("dataset", {}).get(f"{split}_rows")
-    lines = [f"{split}: {users} users" if users is not None else split, header, "-" * len(header)]
-    for row, name in enumerate(names):
-        lines.append(
-            f"{name:<{label_width}}  "
-            + "  ".join(f"{cells[row]:>{width}}" for (_, cells), width in zip(columns, widths, strict=True))
-        )
-    return "\n".join(lines)
+    title = f"{split}: {users} users" if users is not None else split
+    together = _columns_grid(title, names, model_columns + pair_columns)
+    if not pair_columns or max(len(line) for line in together.splitlines()) <= TABLE_WIDTH:
+        return together
+    return "\n".join(
+        [
+            _columns_grid(title, names, model_columns),
+            "",
+            _columns_grid(f"{split}: paired differences", names, pair_columns),
+        ]
+    )
+
+
+def _columns_grid(title: str, names: list[str], columns: list[tuple[str, list[str]]]) -> str:
+    rows = [(name, [cells[row] for _, cells in columns]) for row, name in enumerate(names)]
+    return _grid(title, "metric", rows, [heading for heading, _ in columns])
 
 
 def _difference(entry: dict[str, Any] | None) -> tuple[float | None, list[float] | None]:

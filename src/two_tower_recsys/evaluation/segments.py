@@ -56,7 +56,7 @@ def popularity_thresholds(users_per_item: np.ndarray) -> tuple[int, int]:
     counts = np.sort(np.asarray(users_per_item))[::-1]
     total = counts.sum()
     if total == 0:
-        return 1, 0  # nothing was liked: every movie is torso
+        return 1, -1  # nothing was liked: every movie is torso
     before = np.cumsum(counts) - counts  # positives of the more popular movies
     head_min = int(counts[before < HEAD_SHARE * total].min())
     from_bottom = np.cumsum(counts[::-1])  # positives of each movie and the less popular ones
