@@ -107,7 +107,7 @@ class EvalConfig:
     ease_l2_grid: tuple[float, ...] = (50.0, 200.0, 500.0, 2000.0)
     # EASE is skipped (one log line) when its item-item matrices would need more than this.
     ease_max_memory_gb: float = 16.0
-    als_regularization_grid: tuple[float, ...] = (0.1, 1.0, 10.0)
+    als_regularization_grid: tuple[float, ...] = (1.0, 10.0, 100.0)
     als_factors: int = 64
     als_iterations: int = 15
     als_alpha: float = 10.0  # confidence of a positive (1 for the rest)

@@ -62,14 +62,17 @@ def test_empty_lists_cover_nothing_and_leave_the_means_undefined():
         "top20_share@3": None,
         "novelty@3": None,
     }
-    assert beyond_accuracy_metrics(np.empty((0, 3), dtype=int), USERS_PER_ITEM, N_USERS, ks=(3,))[
-        "novelty@3"
-    ] is None
+    assert (
+        beyond_accuracy_metrics(np.empty((0, 3), dtype=int), USERS_PER_ITEM, N_USERS, ks=(3,))["novelty@3"]
+        is None
+    )
 
 
 def test_every_metric_at_every_k():
     metrics = beyond_accuracy_metrics(TOP, USERS_PER_ITEM, N_USERS, ks=(1, 3))
     assert list(metrics) == [
-        f"{name}@{k}" for k in (1, 3) for name in ("coverage", "popularity_percentile", "top20_share", "novelty")
+        f"{name}@{k}"
+        for k in (1, 3)
+        for name in ("coverage", "popularity_percentile", "top20_share", "novelty")
     ]
     assert metrics["novelty@1"] == pytest.approx((0 + 2) / 2)  # movies 0 and 4
