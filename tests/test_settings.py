@@ -282,3 +282,26 @@ def test_a_default_changed_in_the_dataclass_is_what_composes(monkeypatch):
         monkeypatch.undo()
         register_schemas()
     assert compose_settings().trainer.max_epochs == TrainerConfig().max_epochs
+
+
+def test_baselines_default_to_all_three_and_model_ease_or_als_selects_one():
+    settings = compose_settings()
+    assert settings.eval.baselines == ("popularity", "ease", "als")
+    assert compose_settings(["model=ease"]).model.name == "ease"
+    assert compose_settings(["model=als"]).model.name == "als"
+    assert compose_settings(["eval.baselines=[]"]).eval.baselines == ()
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("eval.baselines=[popularity,knn]", r"eval.baselines: unknown baseline\(s\) \['knn'\]"),
+        ("eval.ease_l2_grid=[]", "eval.ease_l2_grid must be a non-empty list of positive numbers"),
+        ("eval.als_regularization_grid=[1,-1]", "eval.als_regularization_grid must be a non-empty list"),
+        ("eval.ease_max_memory_gb=0", "eval.ease_max_memory_gb must be positive"),
+        ("eval.beyond_accuracy_ks=[10,0]", r"eval.beyond_accuracy_ks\[1\] must be positive"),
+    ],
+)
+def test_bad_baseline_settings_name_the_field(override, message):
+    with pytest.raises(ConfigError, match=message):
+        compose_settings([override])

@@ -43,7 +43,7 @@ def _freeze_lists(settings: Any, *names: str) -> None:
 
 # The choices of the string settings below (OmegaConf has no Literal type); library code that
 # takes one of them checks against these.
-MODEL_NAMES: tuple[str, ...] = ("two_tower", "popularity")
+MODEL_NAMES: tuple[str, ...] = ("two_tower", "popularity", "ease", "als")
 USER_TOWERS: tuple[str, ...] = ("id", "sequence")
 NEGATIVES: tuple[str, ...] = ("in_batch", "full")
 OPTIMIZERS: tuple[str, ...] = ("adam", "adamw", "lazy_adam")
@@ -119,6 +119,9 @@ class PathsConfig:
     recommendations: Path = Path("artifacts/recommendations.parquet")  # written by recommend-all
 
 
+BASELINES = ("popularity", "ease", "als")
+
+
 @dataclass(frozen=True)
 class EvalConfig:
     recall_ks: tuple[int, ...] = (10, 50, 100)
@@ -129,10 +132,45 @@ class EvalConfig:
     bootstrap_resamples: int = 1000
     bootstrap_seed: int = 0
     confidence: float = 0.95
+    # Classical baselines fitted and reported beside the model (docs/baselines.md); each
+    # regularisation is chosen on validation from its grid, never on test.
+    baselines: tuple[str, ...] = ("popularity", "ease", "als")
+    ease_l2_grid: tuple[float, ...] = (50.0, 200.0, 500.0, 2000.0)
+    # EASE is skipped (one log line) when its item-item matrices would need more than this.
+    ease_max_memory_gb: float = 16.0
+    als_regularization_grid: tuple[float, ...] = (1.0, 10.0, 100.0)
+    als_factors: int = 64
+    als_iterations: int = 15
+    als_alpha: float = 10.0  # confidence of a positive (1 for the rest)
+    # Beyond-accuracy metrics (coverage, popularity bias, novelty) of the test top-K lists.
+    beyond_accuracy_ks: tuple[int, ...] = (10, 50)
+    segment_k: int = 50  # Recall@K and NDCG@K by user history length and movie popularity
 
     def __post_init__(self) -> None:
-        _freeze_lists(self, "recall_ks", "ndcg_ks")
-        _require_positive("eval", batch_size=self.batch_size, bootstrap_resamples=self.bootstrap_resamples)
+        _freeze_lists(self, "recall_ks", "ndcg_ks", "baselines", "ease_l2_grid")
+        _freeze_lists(self, "als_regularization_grid", "beyond_accuracy_ks")
+        _require_positive(
+            "eval",
+            batch_size=self.batch_size,
+            bootstrap_resamples=self.bootstrap_resamples,
+            ease_max_memory_gb=self.ease_max_memory_gb,
+            als_factors=self.als_factors,
+            als_iterations=self.als_iterations,
+            segment_k=self.segment_k,
+            als_alpha=self.als_alpha,
+        )
+        unknown = sorted(set(self.baselines) - set(BASELINES))
+        if unknown:
+            raise ConfigError(f"eval.baselines: unknown baseline(s) {unknown}; choose from {list(BASELINES)}")
+        for grid_name in ("ease_l2_grid", "als_regularization_grid"):
+            grid = getattr(self, grid_name)
+            if not grid or any(value <= 0 for value in grid):
+                raise ConfigError(
+                    f"eval.{grid_name} must be a non-empty list of positive numbers, got {grid}"
+                )
+        _require_positive(
+            "eval", **{f"beyond_accuracy_ks[{i}]": k for i, k in enumerate(self.beyond_accuracy_ks)}
+        )
         if not 0.0 < self.confidence < 1.0:
             raise ConfigError(f"eval.confidence must lie strictly between 0 and 1, got {self.confidence}")
         if self.bootstrap_seed < 0:
@@ -143,7 +181,8 @@ class EvalConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    name: str = "two_tower"  # MODEL_NAMES; popularity: score = positives in train (+ validation for test)
+    # MODEL_NAMES; popularity: score = positives in train (+ validation for test); ease, als: baselines
+    name: str = "two_tower"
     # id: a learned ID embedding per user | sequence: a causal transformer over recent positives
     user_tower: str = "id"
     embedding_dim: int = 64
