@@ -77,16 +77,15 @@ def test_limits_and_filtering_come_from_model_config(packaged_model):
     assert len(expected.recommendations) > len(core.recommend([4], 300)[0].recommendations)
 
 
-def test_a_package_with_the_removed_filter_seen_key_says_what_replaces_it(packaged_model, tmp_path):
-    """MLflow itself drops unknown keys given at load time; an older package still records it."""
-    old = tmp_path / "old_package"
-    shutil.copytree(packaged_model, old)
-    mlmodel = yaml.safe_load((old / "MLmodel").read_text())
-    config = mlmodel["flavors"]["python_function"]["config"]
-    config["filter_seen"] = config.pop("exclude") == "positives"
-    (old / "MLmodel").write_text(yaml.safe_dump(mlmodel))
-    with pytest.raises(ValueError, match="filter_seen was replaced by model_config key exclude"):
-        mlflow.pyfunc.load_model(str(old))
+def test_a_package_recording_an_unknown_key_is_refused_naming_it(packaged_model, tmp_path):
+    """MLflow itself drops unknown keys given at load time; a package's own MLmodel is checked."""
+    edited = tmp_path / "edited_package"
+    shutil.copytree(packaged_model, edited)
+    mlmodel = yaml.safe_load((edited / "MLmodel").read_text())
+    mlmodel["flavors"]["python_function"]["config"]["colour"] = "red"
+    (edited / "MLmodel").write_text(yaml.safe_dump(mlmodel))
+    with pytest.raises(ValueError, match=r"unknown model_config key\(s\): colour"):
+        mlflow.pyfunc.load_model(str(edited))
 
 
 def test_an_unexpected_failure_is_a_clean_500(packaged_model, monkeypatch):

@@ -33,8 +33,7 @@ from two_tower_recsys.settings import InferConfig
 
 log = logging.getLogger(__name__)
 
-IndexKind = Literal["exact", "pq", "hnsw"]
-INDEX_CHOICES: tuple[str, ...] = ("exact", "pq", "hnsw")
+IndexKind = Literal["exact", "pq", "hnsw"]  # one of settings.INDEX_CHOICES
 # Users needing more ANN candidates than this (k + excluded movies) are scored exactly: past a
 # few thousand, an approximate search costs more than one exact row.
 MAX_ANN_FETCH = 4096

@@ -36,7 +36,7 @@ from two_tower_recsys.artifacts.store import index_id, refuse_if_stale
 from two_tower_recsys.errors import RequestError
 from two_tower_recsys.inference.recommender import Recommender
 from two_tower_recsys.inference.validation import RequestLimits
-from two_tower_recsys.settings import InferConfig, removed_filter_seen_message, settings_from_mapping
+from two_tower_recsys.settings import InferConfig, settings_from_mapping
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +73,6 @@ class RecommenderModel(mlflow.pyfunc.PythonModel):
 
     def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
         config = {**model_config(InferConfig()), **(context.model_config or {})}
-        if "filter_seen" in config:
-            raise ValueError(removed_filter_seen_message("model_config key exclude", config["filter_seen"]))
         unknown = sorted(set(config) - set(MODEL_CONFIG_KEYS))
         if unknown:
             raise ValueError(f"unknown model_config key(s): {', '.join(unknown)}")

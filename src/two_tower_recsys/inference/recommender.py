@@ -38,7 +38,6 @@ from two_tower_recsys.errors import ConfigError, RequestError
 from two_tower_recsys.inference.answer_table import AnswerTable, read_answer_table
 from two_tower_recsys.inference.answers import AnswerFormatter, UserRecommendations
 from two_tower_recsys.inference.candidates import (
-    INDEX_CHOICES,
     IndexKind,
     ann_params,
     ann_searcher,
@@ -50,11 +49,9 @@ from two_tower_recsys.inference.fresh_histories import FreshHistories, IdLookup
 from two_tower_recsys.inference.validation import history_arrays, k_array, user_id_array
 from two_tower_recsys.retrieval.approximate import AnnParams, CandidateSearcher
 from two_tower_recsys.retrieval.seen import SeenItems
-from two_tower_recsys.settings import InferConfig
+from two_tower_recsys.settings import EXCLUDE_CHOICES, INDEX_CHOICES, InferConfig
 
-Exclude = Literal["rated", "positives", "none"]
-EXCLUDE_CHOICES: tuple[str, ...] = ("rated", "positives", "none")
-MAX_HISTORY_ITEMS = 10_000  # movieIds in one user's request history (infer.max_history_items)
+Exclude = Literal["rated", "positives", "none"]  # one of EXCLUDE_CHOICES
 
 
 class Recommender:
@@ -64,9 +61,9 @@ class Recommender:
         self,
         index: RetrievalIndex,
         *,
-        batch_size: int = 1024,
+        batch_size: int = InferConfig.batch_size,
         ann: CandidateSearcher | None = None,
-        max_history_items: int = MAX_HISTORY_ITEMS,
+        max_history_items: int = InferConfig.max_history_items,
         answers: AnswerTable | None = None,
     ):
         if batch_size <= 0:
@@ -92,10 +89,10 @@ class Recommender:
         cls,
         directory: Path,
         *,
-        batch_size: int = 1024,
-        index: IndexKind = "exact",
+        batch_size: int = InferConfig.batch_size,
+        index: IndexKind = InferConfig.index,
         ann_params: AnnParams | None = None,
-        max_history_items: int = MAX_HISTORY_ITEMS,
+        max_history_items: int = InferConfig.max_history_items,
     ) -> Recommender:
         """Load (and verify against its manifest) the index in ``directory``.
 
@@ -140,7 +137,7 @@ class Recommender:
         user_ids: Sequence[int] | np.ndarray,
         k: int | Sequence[int],
         *,
-        exclude: Exclude = "rated",
+        exclude: Exclude = InferConfig.exclude,
         histories: Sequence[Sequence[int] | np.ndarray | None] | None = None,
     ) -> list[UserRecommendations]:
         """Top-``k`` for each user (``k`` may also be one value per user); raises RequestError.

@@ -37,6 +37,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from two_tower_recsys.settings import InferConfig
+
 log = logging.getLogger(__name__)
 
 HNSW_FILE = "items_hnsw.npz"
@@ -44,10 +46,13 @@ HNSW_FILE = "items_hnsw.npz"
 
 @dataclass(frozen=True)
 class HnswParams:
-    m: int = 32  # graph degree: memory is ~2 x M x 4 bytes per movie on top of the vectors
-    ef_construction: int = 200  # build-time beam: higher builds slower, a better graph
-    ef_search: int = 1024  # query-time beam (at least k): the recall / latency knob
-    norm_ranges: int = 4  # groups of items by norm, one graph each (see the module docstring)
+    """The graphs' settings; the defaults are ``infer.hnsw_*``'s (:class:`InferConfig`)."""
+
+    m: int = InferConfig.hnsw_m  # graph degree: memory is ~2 x M x 4 bytes per movie beside the vectors
+    ef_construction: int = InferConfig.hnsw_ef_construction  # build-time beam: slower build, better graph
+    ef_search: int = InferConfig.hnsw_ef_search  # query-time beam (at least k): the recall / latency knob
+    # Groups of items by norm, one graph each (see the module docstring).
+    norm_ranges: int = InferConfig.hnsw_norm_ranges
 
     file_name: ClassVar[str] = HNSW_FILE
 

@@ -25,6 +25,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from two_tower_recsys.settings import InferConfig
+
 log = logging.getLogger(__name__)
 
 PQ_FILE = "items_pq.npy"  # the serialised faiss index, as a uint8 array
@@ -43,7 +45,8 @@ def _faiss():
 
 @dataclass(frozen=True)
 class PqParams:
-    refine_factor: int = 10  # candidates per wanted item, scored exactly: the recall / latency knob
+    # Candidates per wanted item, scored exactly: the recall / latency knob (infer.pq_refine_factor).
+    refine_factor: int = InferConfig.pq_refine_factor
 
     file_name: ClassVar[str] = PQ_FILE
 
