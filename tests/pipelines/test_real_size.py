@@ -1,7 +1,8 @@
 """The commands at ML-20M's shape, every answer checked against brute force.
 
 An ML-20M-sized random index (138,493 users x 27,278 movies x 64, ~70 positives and ~30 other
-ratings per user: fewer than ML-20M's ~74, to keep CI short) is served by the real commands: `two-tower infer` at k = 10, 50, 100 and 500,
+ratings per user: fewer than ML-20M's ~74, to keep CI short) is served by the real commands:
+`two-tower infer` at k = 10, 50, 100 and 500,
 `two-tower recommend-all`, and `two-tower serve` answering requests the package's answer table
 does not hold (k past it, unknown users). The reference ranks every movie in float64 (numpy),
 every rated movie hidden (`exclude=rated`, the default), and answers must be its top-k within
