@@ -7,7 +7,7 @@ import pytest
 
 from two_tower_recsys.evaluation.bootstrap import BootstrapSettings, bootstrap_metrics
 from two_tower_recsys.evaluation.metrics import summarize
-from two_tower_recsys.evaluation.report import format_table, record_models, update_metrics_file
+from two_tower_recsys.evaluation.report import format_table, record_models
 
 STATS = {"name": "d", "users": 400, "items": 300, "train_rows": 9000, "val_rows": 400, "test_rows": 400}
 NAMES = ["recall@10", "recall@50", "recall@100", "ndcg@10", "ndcg@50"]
@@ -33,9 +33,9 @@ def bootstrap(models, pairs=(), settings=SETTINGS):
 
 
 def write_popularity_then_both(path):
-    update_metrics_file(path, STATS, "popularity", metrics("popularity"), bootstrap(["popularity"]))
+    record_models(path, STATS, {"popularity": metrics("popularity")}, bootstrap(["popularity"]))
     both = bootstrap(["two_tower", "popularity"], [("two_tower", "popularity")])
-    return update_metrics_file(path, STATS, "two_tower", metrics("two_tower"), both), both
+    return record_models(path, STATS, {"two_tower": metrics("two_tower")}, both), both
 
 
 def test_a_run_of_both_models_writes_intervals_and_paired_beside_the_old_keys(tmp_path):
@@ -70,7 +70,7 @@ def test_a_run_of_both_models_writes_intervals_and_paired_beside_the_old_keys(tm
 def test_re_evaluating_one_model_keeps_the_others_intervals_and_drops_stale_pairs(tmp_path):
     path = tmp_path / "metrics.json"
     write_popularity_then_both(path)
-    report = update_metrics_file(path, STATS, "popularity", metrics("popularity"), bootstrap(["popularity"]))
+    report = record_models(path, STATS, {"popularity": metrics("popularity")}, bootstrap(["popularity"]))
     assert set(report["intervals"]["test"]) == {"popularity", "two_tower"}
     assert report["paired"] == {"val": {}, "test": {}}
     assert set(report["test"]) == {"popularity", "two_tower"}
@@ -79,7 +79,7 @@ def test_re_evaluating_one_model_keeps_the_others_intervals_and_drops_stale_pair
 def test_a_model_written_without_intervals_loses_its_old_ones(tmp_path):
     path = tmp_path / "metrics.json"
     write_popularity_then_both(path)
-    report = update_metrics_file(path, STATS, "two_tower", metrics("two_tower"))
+    report = record_models(path, STATS, {"two_tower": metrics("two_tower")})
     assert set(report["intervals"]["test"]) == {"popularity"}
     assert report["paired"]["test"] == {}
 
@@ -88,8 +88,8 @@ def test_other_bootstrap_settings_drop_the_intervals_they_would_not_describe(tmp
     path = tmp_path / "metrics.json"
     write_popularity_then_both(path)
     other = BootstrapSettings(n_resamples=100, seed=2)
-    report = update_metrics_file(
-        path, STATS, "popularity", metrics("popularity"), bootstrap(["popularity"], settings=other)
+    report = record_models(
+        path, STATS, {"popularity": metrics("popularity")}, bootstrap(["popularity"], settings=other)
     )
     assert report["bootstrap"]["n_resamples"] == 100
     assert set(report["intervals"]["test"]) == {"popularity"}
@@ -100,7 +100,7 @@ def test_a_file_from_before_intervals_is_extended_not_replaced(tmp_path):
     path = tmp_path / "metrics.json"
     old = {"dataset": STATS, "val": {"two_tower": metrics("two_tower")["val"]}, "test": {}}
     path.write_text(json.dumps(old))
-    report = update_metrics_file(path, STATS, "popularity", metrics("popularity"), bootstrap(["popularity"]))
+    report = record_models(path, STATS, {"popularity": metrics("popularity")}, bootstrap(["popularity"]))
     assert report["val"]["two_tower"] == old["val"]["two_tower"]
     assert set(report["intervals"]["val"]) == {"popularity"}
     assert "two_tower" in format_table(report)
@@ -158,7 +158,7 @@ def test_several_models_and_their_sections_are_recorded_in_one_write(tmp_path):
     assert "popularity: l2=10 chosen on validation recall@50 from [1.0, 10.0]" in table
 
     # Re-evaluated without sections, a model loses its old entries there; the other keeps its own.
-    report = update_metrics_file(path, STATS, "popularity", metrics("popularity"), bootstrap(["popularity"]))
+    report = record_models(path, STATS, {"popularity": metrics("popularity")}, bootstrap(["popularity"]))
     assert "popularity" not in report["beyond_accuracy"] and "popularity" not in report["baselines"]
     assert report["beyond_accuracy"]["two_tower"] == {"coverage@10": 0.5}
 

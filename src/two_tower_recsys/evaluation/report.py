@@ -40,21 +40,6 @@ BEYOND_ACCURACY, SEGMENTS, BASELINES = "beyond_accuracy", "segments", "baselines
 MODEL_SECTIONS = (BEYOND_ACCURACY, SEGMENTS, BASELINES)
 
 
-def update_metrics_file(
-    path: Path,
-    stats: dict[str, Any],
-    model: str,
-    metrics_by_split: dict[str, dict[str, float]],
-    bootstrap_by_split: dict[str, SplitBootstrap] | None = None,
-) -> dict[str, Any]:
-    """Add (or replace) ``model``'s metrics, intervals and paired differences; returns the report.
-
-    ``bootstrap_by_split[split]`` holds ``model``'s intervals and the paired differences of
-    this run (each naming ``model``); without it, ``model`` is stored without intervals.
-    """
-    return record_models(path, stats, {model: metrics_by_split}, bootstrap_by_split)
-
-
 def record_models(
     path: Path,
     stats: dict[str, Any],

@@ -94,7 +94,7 @@ def user_encoder_class(kind: str) -> type[UserEncoder]:
 
 def build_user_encoder(
     cfg: ModelConfig, *, n_users: int, item_tower: IdEmbeddingTower, sparse: bool
-) -> UserEncoder:
+) -> IdUserEncoder | HistoryUserEncoder:
     return user_encoder_class(cfg.user_tower).from_config(
         cfg, n_users=n_users, item_tower=item_tower, sparse=sparse
     )
