@@ -233,6 +233,7 @@ def removed_filter_seen_message(key: str, value: object) -> str:
 @dataclass(frozen=True)
 class InferConfig:
     user_id: int = 1
+    movie_id: int = 1  # two-tower similar: the movie whose nearest movies are printed
     k: int = 10
     # A sequence user tower only: movieIds the user liked, most recent last; the user vector is
     # computed from them instead of the stored one (e.g. infer.history=[296,318,593]).
