@@ -86,6 +86,7 @@ class PathsConfig:
     onnx_model: Path = Path("artifacts/model_scoring.onnx")  # (user_idx, item_idx) -> score
     mlflow_model_dir: Path = Path("artifacts/mlflow_model")  # the pyfunc package that is served
     recommendations: Path = Path("artifacts/recommendations.parquet")  # written by recommend-all
+    new_movies: Path | None = None  # two-tower add-movies: a movies.csv of movies to add to the index
 
 
 @dataclass(frozen=True)
@@ -129,8 +130,16 @@ class ModelConfig:
     # user_tower=sequence, negatives=full only: a target's earlier movies in its training window
     # (the same user's positives, never ranked for them) are not negatives.
     hide_earlier_positives: bool = False
+    # What the movie tower reads: id (a learned embedding per trained movie) and/or content,
+    # genres, year, title (models/components/content.py); the movie vector is their sum.
+    item_features: tuple[str, ...] = ("id",)
+
+    @property
+    def reads_content(self) -> bool:
+        return any(feature != "id" for feature in self.item_features)
 
     def __post_init__(self) -> None:
+        self._check_item_features()
         _require_positive(
             "model",
             embedding_dim=self.embedding_dim,
@@ -154,6 +163,25 @@ class ModelConfig:
             raise ConfigError(
                 "model.hide_earlier_positives needs model.user_tower=sequence and model.negatives=full, "
                 f"got user_tower={self.user_tower}, negatives={self.negatives}"
+            )
+
+    def _check_item_features(self) -> None:
+        known = ("id", "genres", "year", "title")
+        unknown = [feature for feature in self.item_features if feature not in known]
+        if unknown:
+            raise ConfigError(
+                f"model.item_features: unknown feature {unknown[0]!r}; choose from {', '.join(known)} "
+                "(tags and the tag genome are not read yet)"
+            )
+        if not self.item_features or len(set(self.item_features)) != len(self.item_features):
+            raise ConfigError(
+                "model.item_features must name each feature once, at least one, "
+                f"got {list(self.item_features)}"
+            )
+        if self.reads_content and self.user_tower != "id":
+            raise ConfigError(
+                "model.item_features with content needs model.user_tower=id (the sequence tower reads "
+                "the movie id table only)"
             )
 
 

@@ -18,7 +18,9 @@ import polars as pl
 import yaml
 from lightning.pytorch.utilities import rank_zero_only
 
+from two_tower_recsys.artifacts.catalogue import with_movies_added
 from two_tower_recsys.artifacts.store import write_index
+from two_tower_recsys.data.movielens import read_movies_zip
 from two_tower_recsys.evaluation.bootstrap import SplitBootstrap
 from two_tower_recsys.evaluation.evaluator import EvaluationResult
 from two_tower_recsys.evaluation.plots import plot_learning_curves, plot_recall_at_k
@@ -182,19 +184,34 @@ def publish_index(
 ) -> dict:
     """The offline indexing stage: embeddings, lookups and filters that inference loads."""
     all_positives = pl.concat([dataset.train, dataset.val, dataset.test]).select("user_idx", "item_idx")
+    item_embeddings = scorer.item_embeddings_t.T
+    item_ids, titles = dataset.item_ids, dataset.titles
+    popularity = popularity_counts(all_positives, dataset.n_items)
+    content = fit.module.net.item_tower.content if settings.model.reads_content else None
+    if content is not None:
+        # Every movie of the catalogue gets a vector: the ones training dropped (too few
+        # positives, or no rating at all) are served from their content.
+        content = content.cpu().eval()
+        catalogue = read_movies_zip(settings.paths.raw_zip)
+        rest = catalogue.filter(~pl.col("movieId").is_in(dataset.item_ids.tolist()))
+        item_embeddings, item_ids, titles, popularity = with_movies_added(
+            item_embeddings, item_ids, titles.sort("item_idx"), popularity, rest, content
+        )
+        log.info("%d catalogue movies without enough ratings get their content vector", rest.height)
     return write_index(
         settings.paths.artifacts_dir,
         checkpoint=fit.best_checkpoint,
         user_embeddings=scorer.user_embeddings,
-        item_embeddings=scorer.item_embeddings_t.T,
+        item_embeddings=item_embeddings,
         temperature=settings.model.temperature,
         user_ids=dataset.user_ids,
-        item_ids=dataset.item_ids,
-        titles=dataset.titles,
+        item_ids=item_ids,
+        titles=titles,
         seen_pairs=all_positives,
-        popularity=popularity_counts(all_positives, dataset.n_items),
+        popularity=popularity,
         rated_pairs=dataset.rated,
         history_tower=fit.module.net.user_tower if fit.module.reads_histories else None,
+        movie_content=content,
         provenance={
             "config": _plain(dataclasses.asdict(settings)),
             "dataset": dataset.stats,
