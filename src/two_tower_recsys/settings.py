@@ -99,8 +99,15 @@ class EvalConfig:
     bootstrap_resamples: int = 1000
     bootstrap_seed: int = 0
     confidence: float = 0.95
+    # > 0: hold this share of the movies out of training entirely and report how well new movies
+    # are ranked (pipelines/cold_start.py); the warm metrics are then those of the other movies.
+    cold_start_share: float = 0.0
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.cold_start_share < 1.0:
+            raise ConfigError(
+                f"eval.cold_start_share must be in [0, 1) (0: off), got {self.cold_start_share}"
+            )
         _require_positive("eval", batch_size=self.batch_size, bootstrap_resamples=self.bootstrap_resamples)
         if not 0.0 < self.confidence < 1.0:
             raise ConfigError(f"eval.confidence must lie strictly between 0 and 1, got {self.confidence}")

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+import torch
 import yaml
 from lightning.pytorch.utilities import rank_zero_only
 
@@ -27,6 +28,14 @@ from two_tower_recsys.evaluation.plots import plot_learning_curves, plot_recall_
 from two_tower_recsys.evaluation.report import METRICS_FILE, format_table, update_metrics_file
 from two_tower_recsys.inference.packaging import package_model, pyfunc_spec, quiet_artifact_transfers
 from two_tower_recsys.models.popularity import popularity_counts
+from two_tower_recsys.pipelines.cold_start import (
+    COLD_START,
+    ColdStartSplit,
+    evaluate_cold_start,
+    format_cold_start_table,
+    hold_out_movies,
+    record_cold_start,
+)
 from two_tower_recsys.pipelines.evaluation_suite import (
     Tasks,
     bootstrap_on_splits,
@@ -64,6 +73,10 @@ RECALL_AT_K_PNG = "recall_at_k_test.png"
 
 def run(settings: AppConfig) -> None:
     dataset = prepare_dataset(settings.data, settings.paths, progress=settings.trainer.progress_bar)
+    cold = None
+    if settings.eval.cold_start_share:  # every process trains without the held-out movies
+        cold = hold_out_movies(dataset, settings.eval.cold_start_share, settings.seed)
+        dataset = cold.warm
     if rank_zero_only.rank != 0:
         # A DDP worker started by Lightning's launcher: it only trains.
         fit_model(dataset, settings, None, RunStart(run_directory(settings), resume_point(settings)))
@@ -86,7 +99,7 @@ def run(settings: AppConfig) -> None:
     run_start = start_run(settings, dataset.stats["input_md5"])
     tracking = start_tracking(settings, dataset, run_start) if settings.logging.enabled else None
     try:
-        report = train_and_publish(dataset, tasks, settings, popularity, tracking, run_start)
+        report = train_and_publish(dataset, tasks, settings, popularity, tracking, run_start, cold)
     except BaseException:
         if tracking is not None:
             tracking.finish("FAILED")
@@ -95,6 +108,8 @@ def run(settings: AppConfig) -> None:
     if tracking is not None:
         tracking.finish()
     print(format_table(report))
+    if COLD_START in report:
+        print(f"\n{format_cold_start_table(report[COLD_START])}")
 
 
 def start_tracking(settings: AppConfig, dataset: ProcessedDataset, run_start: RunStart) -> TrainingRun:
@@ -155,9 +170,11 @@ def train_and_publish(
     popularity: dict[str, EvaluationResult],
     tracking: TrainingRun | None,
     run_start: RunStart,
+    cold: ColdStartSplit | None = None,
 ) -> dict[str, Any]:
     fit = fit_model(dataset, settings, tracking, run_start, tasks)
-    manifest = publish_index(dataset, settings, fit, published_scorer(fit.module, dataset))
+    scorer = published_scorer(fit.module, dataset)
+    manifest = publish_index(dataset, settings, fit, scorer)
     refresh_derived_artifacts(settings)
     two_tower = evaluate_on_splits(
         split_scorers(fit.module, dataset),
@@ -172,11 +189,26 @@ def train_and_publish(
     # Both models' ranks are in memory only here: the one place paired differences are computed.
     bootstrap = bootstrap_on_splits(results, settings.eval, pairs=((TWO_TOWER, POPULARITY),))
     report = update_metrics_file(metrics_path, dataset.stats, TWO_TOWER, metrics_of(two_tower), bootstrap)
+    if cold is not None:
+        report[COLD_START] = cold_start_report(cold, fit, scorer, settings)
+        record_cold_start(metrics_path, report[COLD_START])
     plots = write_plots(fit, popularity, two_tower, settings)
     if tracking is not None:
         log_results(tracking, fit, results, bootstrap, [*plots, metrics_path])
         publish_to_mlflow(tracking, settings)
     return report
+
+
+def cold_start_report(
+    cold: ColdStartSplit, fit: FitResult, scorer: EmbeddingScorer, settings: AppConfig
+) -> dict[str, Any]:
+    """The held-out movies' vectors as a new movie would get them, ranked for every user."""
+    if settings.model.reads_content:
+        held_out = cold.warm.titles.sort("item_idx")[cold.cold_items.tolist()]
+        vectors = fit.module.net.item_tower.content.cpu().eval().encode(held_out)
+    else:  # ids only: the held-out movies' id rows were never trained
+        vectors = scorer.item_embeddings_t.T[torch.from_numpy(cold.cold_items)]
+    return evaluate_cold_start(cold, scorer.user_embeddings, vectors, settings.eval)
 
 
 def publish_index(
