@@ -140,6 +140,9 @@ class ModelConfig:
     # What the movie tower reads: id (a learned embedding per trained movie) and/or content,
     # genres, year, title (models/components/content.py); the movie vector is their sum.
     item_features: tuple[str, ...] = ("id",)
+    # With id and content: the share of training rows whose id embedding is left out, so that the
+    # content part learns to stand alone (what a new movie has); 0: always id + content.
+    id_dropout: float = 0.0
 
     @property
     def reads_content(self) -> bool:
@@ -184,6 +187,12 @@ class ModelConfig:
             raise ConfigError(
                 "model.item_features must name each feature once, at least one, "
                 f"got {list(self.item_features)}"
+            )
+        if not 0.0 <= self.id_dropout < 1.0:
+            raise ConfigError(f"model.id_dropout must be in [0, 1), got {self.id_dropout}")
+        if self.id_dropout and not (self.reads_content and "id" in self.item_features):
+            raise ConfigError(
+                "model.id_dropout needs model.item_features with id and content, e.g. [id,genres]"
             )
         if self.reads_content and self.user_tower != "id":
             raise ConfigError(

@@ -102,3 +102,19 @@ def test_the_tower_is_the_id_embedding_plus_the_content_vector():
 def test_bad_item_features_are_one_line_config_errors(fields, message):
     with pytest.raises(ConfigError, match=message):
         ModelConfig(**fields)
+
+
+def test_id_dropout_leaves_out_the_id_of_a_share_of_rows_in_training_only():
+    torch.manual_seed(0)
+    vocabulary = ContentVocabulary.from_movies(("id", "genres"), MOVIES)
+    tower = ContentItemTower(len(MOVIES), 8, vocabulary, with_id=True, init_std=0.1, id_dropout=0.5)
+    tower.set_tokens(encode_movies(MOVIES, vocabulary))
+    rows = torch.arange(len(MOVIES)).repeat(250)  # 1,000 rows
+    with torch.no_grad():
+        content = tower.content.encode(MOVIES)[rows]
+        full = content + tower.embedding(rows)
+        trained = tower.train()(rows)
+        content_only = (trained - content).abs().amax(dim=1) < 1e-6
+        assert torch.allclose(trained[~content_only], full[~content_only], atol=1e-6)
+        assert 0.4 < content_only.float().mean() < 0.6  # 500 expected; 0.4..0.6 is > 6 sd away
+        assert torch.allclose(tower.eval()(rows), full, atol=1e-6)

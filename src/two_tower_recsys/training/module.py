@@ -53,6 +53,7 @@ class TwoTowerModule(L.LightningModule):
                 with_id="id" in cfg.item_features,
                 init_std=cfg.init_std,
                 sparse=sparse,
+                id_dropout=cfg.id_dropout,
             )
         else:
             item_tower = build_tower("id", n_items, cfg.embedding_dim, init_std=cfg.init_std, sparse=sparse)

@@ -172,6 +172,7 @@ class ContentItemTower(Tower):
     so a restored tower needs no data). A movie that has no id embedding (one added after
     training, or below ``data.min_item_interactions``) is its content vector alone
     (:meth:`ContentEncoder.encode`), the same encoder the trained movies' vectors sum in.
+    ``id_dropout``: the share of training rows whose id embedding is left out.
     """
 
     kind: ClassVar[str] = "content"
@@ -185,9 +186,11 @@ class ContentItemTower(Tower):
         with_id: bool,
         init_std: float = 0.01,
         sparse: bool = False,
+        id_dropout: float = 0.0,
     ):
         super().__init__()
         self.size, self.dim = size, dim
+        self.id_dropout = id_dropout
         # sparse, as the id tower's: the optimizer touches only the batch's rows of this table.
         self.embedding = nn.Embedding(size, dim, sparse=sparse) if with_id else None
         if self.embedding is not None:
@@ -204,4 +207,12 @@ class ContentItemTower(Tower):
     def forward(self, indices: torch.Tensor) -> torch.Tensor:
         tokens = {feature: getattr(self, f"tokens_{feature}")[indices] for feature in self.content.tables}
         vectors = self.content(tokens)
-        return vectors if self.embedding is None else vectors + self.embedding(indices)
+        if self.embedding is None:
+            return vectors
+        ids = self.embedding(indices)
+        if self.training and self.id_dropout:
+            # Train the content part to stand alone for a share of the rows, as it must for a
+            # movie that has no id embedding (cold start); inference always adds the id.
+            kept = torch.rand(len(indices), 1, device=ids.device) >= self.id_dropout
+            ids = ids * kept
+        return vectors + ids
