@@ -76,6 +76,25 @@ def test_every_catalogue_movie_gets_a_vector_the_dropped_ones_from_content(conte
     assert not np.allclose(index.item_embeddings[:trained].numpy(), index.movie_content.encode(head).numpy())
 
 
+def test_ratings_of_the_dropped_movies_are_in_the_rated_set(content_artifacts):
+    index = load_index(content_artifacts)
+    trained = int(index.manifest["dataset"]["items"])
+    with zipfile.ZipFile(content_artifacts.parent / "raw/synthetic.zip") as archive:
+        name = next(n for n in archive.namelist() if n.endswith("ratings.csv"))
+        ratings = pl.read_csv(io.BytesIO(archive.read(name)))
+    position = {movie: row for row, movie in enumerate(index.item_ids.tolist())}
+    user_row = {user: row for row, user in enumerate(index.user_ids.tolist())}
+    dropped = set(index.item_ids[trained:].tolist())
+    pairs = [
+        (user_row[u], position[m])
+        for u, m in ratings.select("userId", "movieId").iter_rows()
+        if m in dropped and u in user_row
+    ]
+    assert pairs  # the case under test: users rated movies training dropped
+    for user, item in pairs:
+        assert item in set(index.rated.items_of(user).tolist())  # so exclude=rated hides them
+
+
 def write_csv(path: Path, rows: list[str]) -> Path:
     path.write_text("movieId,title,genres\n" + "".join(f"{row}\n" for row in rows))
     return path

@@ -61,20 +61,6 @@ def read_movielens_zip(path: Path) -> MovieLensTables:
     return MovieLensTables(ratings=ratings, movies=movies.unique("movieId", keep="first"))
 
 
-def read_movies_zip(path: Path) -> pl.DataFrame:
-    """Only ``movies.csv`` of a MovieLens zip (movieId, title, genres): the whole catalogue, also
-    the movies no rating kept (an empty table where the zip has none)."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            member = _find_member(archive, "movies.csv")
-            if member is None:
-                return pl.DataFrame(schema={"movieId": pl.Int64, "title": pl.Utf8, "genres": pl.Utf8})
-            movies = _read_csv(archive, member, MOVIES_SCHEMA)
-            return movies.unique("movieId", keep="first", maintain_order=True)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError) as exc:
-        raise DataError(f"{path} is a damaged zip file ({exc})") from None
-
-
 def read_movies_csv(path: Path) -> pl.DataFrame:
     """A movies.csv file (movieId, title, genres) as it is, duplicates kept: rows to check."""
     path = Path(path)

@@ -21,7 +21,7 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from two_tower_recsys.artifacts.catalogue import with_movies_added
 from two_tower_recsys.artifacts.store import write_index
-from two_tower_recsys.data.movielens import read_movies_zip
+from two_tower_recsys.data.movielens import read_movielens_zip
 from two_tower_recsys.evaluation.bootstrap import SplitBootstrap
 from two_tower_recsys.evaluation.evaluator import EvaluationResult
 from two_tower_recsys.evaluation.plots import plot_learning_curves, plot_recall_at_k
@@ -57,6 +57,7 @@ from two_tower_recsys.pipelines.run_directory import (
 from two_tower_recsys.pipelines.trained_scorers import published_scorer, split_scorers
 from two_tower_recsys.preprocessing.prepare import prepare_dataset
 from two_tower_recsys.preprocessing.processed import ProcessedDataset
+from two_tower_recsys.preprocessing.rated import rated_pairs
 from two_tower_recsys.preprocessing.split import TEST, VAL
 from two_tower_recsys.retrieval.scorers import EmbeddingScorer
 from two_tower_recsys.settings import AppConfig
@@ -219,16 +220,19 @@ def publish_index(
     item_embeddings = scorer.item_embeddings_t.T
     item_ids, titles = dataset.item_ids, dataset.titles
     popularity = popularity_counts(all_positives, dataset.n_items)
+    rated = dataset.rated
     content = fit.module.net.item_tower.content if settings.model.reads_content else None
     if content is not None:
         # Every movie of the catalogue gets a vector: the ones training dropped (too few
-        # positives, or no rating at all) are served from their content.
+        # positives, or no rating at all) are served from their content; the ratings users gave
+        # them join the rated set, so that exclude=rated hides them too.
         content = content.cpu().eval()
-        catalogue = read_movies_zip(settings.paths.raw_zip)
-        rest = catalogue.filter(~pl.col("movieId").is_in(dataset.item_ids.tolist()))
+        tables = read_movielens_zip(settings.paths.raw_zip)
+        rest = tables.movies.filter(~pl.col("movieId").is_in(dataset.item_ids.tolist())).sort("movieId")
         item_embeddings, item_ids, titles, popularity = with_movies_added(
             item_embeddings, item_ids, titles.sort("item_idx"), popularity, rest, content
         )
+        rated = rated_pairs(tables.ratings, dataset.user_ids, item_ids)
         log.info("%d catalogue movies without enough ratings get their content vector", rest.height)
     return write_index(
         settings.paths.artifacts_dir,
@@ -241,7 +245,7 @@ def publish_index(
         titles=titles,
         seen_pairs=all_positives,
         popularity=popularity,
-        rated_pairs=dataset.rated,
+        rated_pairs=rated,
         history_tower=fit.module.net.user_tower if fit.module.reads_histories else None,
         movie_content=content,
         provenance={
