@@ -22,9 +22,9 @@ one at a time on one thread, the p50/p99 latency of the candidate search plus th
 of the candidates, and of the exact path (one matrix-vector product and ``torch.topk``, as the
 recommender does), and the recall of the approximate top-10/top-100 against the exact one, for
 each ``--refine-factors`` (pq) or ``--ef-search`` (hnsw) value. Each user asks for as many
-candidates as the recommender asks for a user with nothing excluded (``k`` rounded up to a power
-of two, at least 16; the scan returns ``refine_factor`` times that many), and the candidates are
-merged by exact score, as the recommender does. Results go to ``--out``.
+candidates as the recommender asks for a user with nothing excluded (the scan ``refine_factor x
+k``, each graph ``k``), and the candidates are merged by exact score, as the recommender does.
+Results go to ``--out``.
 
 Built graphs are kept in ``--graph-cache`` (with their build time), keyed by catalogue and build
 settings, so a rerun with other ``--ef-search`` values measures the same graphs without a rebuild
@@ -81,13 +81,6 @@ def current_rss_mb() -> float:
 def percentiles_ms(seconds: list[float]) -> dict[str, float]:
     values = np.asarray(seconds) * 1000
     return {"p50_ms": float(np.percentile(values, 50)), "p99_ms": float(np.percentile(values, 99))}
-
-
-def fetch_width(k: int) -> int:
-    """Candidates per graph the recommender asks for a user with nothing excluded."""
-    from two_tower_recsys.inference.recommender import MIN_ANN_FETCH
-
-    return max(MIN_ANN_FETCH, 1 << (k - 1).bit_length())
 
 
 def cached_graph(args: argparse.Namespace, items: np.ndarray, params) -> tuple[object, float, float]:
@@ -177,7 +170,7 @@ def child(args: argparse.Namespace) -> None:
             found, times = [], []
             for query in queries:
                 started = time.perf_counter()
-                candidates = searcher.search(query[None, :], fetch_width(k))[0]
+                candidates = searcher.search(query[None, :], k)[0]
                 candidates = candidates[candidates >= 0]
                 best = np.argpartition(-(items[candidates] @ query), k - 1)[:k]  # merged by exact score
                 found.append(candidates[best])

@@ -190,7 +190,9 @@ def seed_averaged(by_seed: dict[tuple[str, str, str], list[np.ndarray]], eval_se
     """Per split and group: the seed-averaged ``sequence - id`` of every metric with its paired
     interval over users (each user's value averaged over the seeds first): the interval of the
     figure the mean-over-seeds rows report."""
-    from two_tower_recsys.evaluation.bootstrap import BootstrapSettings, seed_averaged_difference
+    from seed_average import seed_averaged_difference
+
+    from two_tower_recsys.evaluation.bootstrap import BootstrapSettings
     from two_tower_recsys.evaluation.metrics import summarize
 
     settings = BootstrapSettings(

@@ -1,10 +1,24 @@
+import dataclasses
 from pathlib import Path
 
 import pytest
+import yaml
 
 from two_tower_recsys.errors import ConfigError
-from two_tower_recsys.pipelines.hydra_edge import compose_settings
-from two_tower_recsys.settings import AppConfig, DataConfig, EvalConfig, settings_from_mapping
+from two_tower_recsys.pipelines.hydra_edge import (
+    compose_settings,
+    config_dir,
+    register_schemas,
+    schema_groups,
+)
+from two_tower_recsys.settings import (
+    AppConfig,
+    DataConfig,
+    EvalConfig,
+    InferConfig,
+    TrainerConfig,
+    settings_from_mapping,
+)
 
 
 def test_default_config_has_the_original_defaults():
@@ -41,20 +55,21 @@ def test_overrides_reach_the_typed_settings():
 
 
 def test_added_unknown_key_is_an_error():
-    with pytest.raises(ConfigError, match="unknown config key\\(s\\): data.colour"):
+    with pytest.raises(ConfigError, match="^data.colour: Key 'colour' not in 'DataConfig'$"):
         compose_settings(["+data.colour=red"])
 
 
 def test_wrong_type_names_the_key():
-    with pytest.raises(ConfigError, match="data.min_user_interactions must be an integer"):
+    with pytest.raises(
+        ConfigError,
+        match="^data.min_user_interactions: Value 'many' of type 'str' could not be converted to Integer$",
+    ):
         compose_settings(["data.min_user_interactions=many"])
 
 
 def test_non_positive_values_are_rejected():
     with pytest.raises(ConfigError, match="infer.k must be positive, got 0"):
         compose_settings(["infer.k=0"])
-    with pytest.raises(ConfigError, match="filter_seen was replaced by infer.exclude.*infer.exclude=none"):
-        compose_settings(["infer.filter_seen=false"])
     with pytest.raises(ConfigError, match="infer.exclude must be one of rated, positives, none"):
         compose_settings(["infer.exclude=seen"])
     with pytest.raises(ConfigError, match=r"infer.answer_table_k must be 0 \(no table\) or positive, got -1"):
@@ -72,7 +87,7 @@ def test_literal_choices_are_checked():
 
 
 def test_missing_required_key():
-    with pytest.raises(ConfigError, match="config key paths is required"):
+    with pytest.raises(ConfigError, match="^paths.raw_zip: .* missing mandatory value: raw_zip$"):
         settings_from_mapping(AppConfig, {"data": {"name": "x"}})
 
 
@@ -171,3 +186,122 @@ def test_the_sequence_experiment_sets_the_recipe_and_keeps_later_overrides():
     large_catalogue = ["experiment=sequence", *SEQUENCE_IN_BATCH]  # the README's ML-20M advice
     assert compose_settings(large_catalogue).model.negatives == "in_batch"
     assert compose_settings().model.user_tower == "id"  # the default stays the ID tower
+
+
+# The structured schema: OmegaConf checks keys and types while Hydra composes.
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            ["trainer.batch_size=abc"],
+            "trainer.batch_size: Value 'abc' of type 'str' could not be converted to Integer",
+        ),
+        (
+            ["logging.mlflow.connect_timeout_s=soon"],
+            "logging.mlflow.connect_timeout_s: Value 'soon' of type 'str'",
+        ),
+        (
+            ["trainer.devices=1.5"],
+            "trainer.devices: Value '1.5' of type 'float' is incompatible with type hint",
+        ),
+        (["data.colour=red"], "data.colour: Key 'colour' not in 'DataConfig'"),
+        (["+logging.mlflow.colour=red"], "logging.mlflow.colour: Key 'colour' not in 'MlflowConfig'"),
+        (["+colour=red"], "colour: Key 'colour' not in 'AppConfig'"),
+        (
+            ["data=ml-99m"],
+            "In 'config': Could not find 'data/ml-99m' Available options in 'data': custom ml-20m",
+        ),
+    ],
+)
+def test_the_schema_refuses_wrong_types_and_unknown_keys_in_one_line(overrides, message):
+    with pytest.raises(ConfigError) as error:
+        compose_settings(overrides)
+    assert str(error.value).startswith(message)
+    assert "\n" not in str(error.value)
+
+
+def test_values_of_a_union_type_keep_their_type():
+    settings = compose_settings(["trainer.devices=auto", "trainer.limit_train_batches=0.5"])
+    assert (settings.trainer.devices, settings.trainer.limit_train_batches) == ("auto", 0.5)
+    settings = compose_settings(["trainer.devices=2", "trainer.limit_train_batches=3"])
+    assert (settings.trainer.devices, settings.trainer.limit_train_batches) == (2, 3)
+    assert isinstance(settings.trainer.limit_train_batches, int)  # Lightning: batches, not a share
+
+
+def test_a_mapping_outside_hydra_is_checked_against_the_same_schema():
+    with pytest.raises(
+        ConfigError, match="^model_config.k: Value 'many' of type 'str' could not be converted"
+    ):
+        settings_from_mapping(InferConfig, {"k": "many"}, "model_config")
+    with pytest.raises(ConfigError, match="^model_config.colour: Key 'colour' not in 'InferConfig'$"):
+        settings_from_mapping(InferConfig, {"colour": "red"}, "model_config")
+    with pytest.raises(ConfigError, match="exclude must be one of rated, positives, none, got 'seen'"):
+        settings_from_mapping(InferConfig, {"exclude": "seen"}, "model_config")
+    assert settings_from_mapping(InferConfig, {"history": [3, 1]}).history == (3, 1)  # a tuple: hashable
+
+
+GROUPS = schema_groups()
+GROUP_FILES = sorted((group, path.stem) for group in GROUPS for path in (config_dir() / group).glob("*.yaml"))
+
+
+def test_every_section_of_the_config_is_a_group_with_files():
+    assert {group for group, _ in GROUP_FILES} == set(GROUPS)
+
+
+@pytest.mark.parametrize(("group", "name"), GROUP_FILES, ids=[f"{g}/{n}" for g, n in GROUP_FILES])
+def test_every_group_file_composes_into_its_dataclass_and_sets_only_what_differs(group, name):
+    settings = compose_settings([f"{group}={name}"])
+    section = getattr(settings, group)
+    assert type(section) is GROUPS[group]
+    written = yaml.safe_load((config_dir() / group / f"{name}.yaml").read_text())
+    assert written["defaults"][0] == "_schema"  # checked against the dataclass, its defaults beneath
+    defaults = {spec.name: spec for spec in dataclasses.fields(GROUPS[group])}
+    for key, value in written.items():
+        if key == "defaults":
+            continue
+        assert key in defaults, f"{group}/{name}.yaml: {key} is not a field"
+        default = defaults[key].default
+        assert value != default, f"{group}/{name}.yaml repeats the default {key}={default!r}"
+        if "${" not in str(value) and not isinstance(value, dict):
+            assert getattr(section, key) == value
+
+
+def test_a_default_changed_in_the_dataclass_is_what_composes(monkeypatch):
+    """The YAML repeats no default: change one in the dataclass and the composed config follows."""
+    try:
+        monkeypatch.setattr(dataclasses.fields(TrainerConfig)[0], "default", 7)  # max_epochs
+        monkeypatch.setattr(
+            {f.name: f for f in dataclasses.fields(InferConfig)}["hnsw_ef_search"], "default", 333
+        )
+        register_schemas()
+        settings = compose_settings()
+        assert settings.trainer.max_epochs == 7 and settings.infer.hnsw_ef_search == 333
+    finally:
+        monkeypatch.undo()
+        register_schemas()
+    assert compose_settings().trainer.max_epochs == TrainerConfig().max_epochs
+
+
+def test_baselines_default_to_all_three_and_model_ease_or_als_selects_one():
+    settings = compose_settings()
+    assert settings.eval.baselines == ("popularity", "ease", "als")
+    assert compose_settings(["model=ease"]).model.name == "ease"
+    assert compose_settings(["model=als"]).model.name == "als"
+    assert compose_settings(["eval.baselines=[]"]).eval.baselines == ()
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("eval.baselines=[popularity,knn]", r"eval.baselines: unknown baseline\(s\) \['knn'\]"),
+        ("eval.ease_l2_grid=[]", "eval.ease_l2_grid must be a non-empty list of positive numbers"),
+        ("eval.als_regularization_grid=[1,-1]", "eval.als_regularization_grid must be a non-empty list"),
+        ("eval.ease_max_memory_gb=0", "eval.ease_max_memory_gb must be positive"),
+        ("eval.beyond_accuracy_ks=[10,0]", r"eval.beyond_accuracy_ks\[1\] must be positive"),
+    ],
+)
+def test_bad_baseline_settings_name_the_field(override, message):
+    with pytest.raises(ConfigError, match=message):
+        compose_settings([override])

@@ -1,19 +1,23 @@
-"""Typed settings: the plain objects that library code receives.
+"""Typed settings: the plain objects that library code receives, and the one source of every default.
 
-Hydra composes YAML at the edge (``pipelines/``); :func:`settings_from_mapping` turns the result
-into these frozen dataclasses, rejecting unknown keys and wrong types with a message that names
-the key. Nothing below the pipelines reads a global configuration.
+Each frozen dataclass here is also the schema of its Hydra config group (registered in Hydra's
+ConfigStore by ``pipelines/hydra_edge.py``), so OmegaConf rejects unknown keys and values of the
+wrong type while Hydra composes, and the YAML under ``configs/`` holds only what differs from these
+defaults. ``__post_init__`` checks what a type cannot say: ranges, choices, combinations. Nothing
+below the pipelines reads a global configuration.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar, get_args, get_origin
+from typing import Any, TypeVar
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from two_tower_recsys.errors import ConfigError
 
@@ -22,6 +26,29 @@ def _require_positive(owner: str, **values: float | None) -> None:
     for name, value in values.items():
         if value is not None and value <= 0:
             raise ConfigError(f"{owner}.{name} must be positive, got {value}")
+
+
+def _require_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"config key {key} must be one of {', '.join(choices)}, got {value!r}")
+
+
+def _freeze_lists(settings: Any, *names: str) -> None:
+    """OmegaConf hands lists to ``tuple[...]`` fields: store tuples, so frozen settings stay hashable."""
+    for name in names:
+        value = getattr(settings, name)
+        if value is not None and not isinstance(value, tuple):
+            object.__setattr__(settings, name, tuple(value))
+
+
+# The choices of the string settings below (OmegaConf has no Literal type); library code that
+# takes one of them checks against these.
+MODEL_NAMES: tuple[str, ...] = ("two_tower", "popularity", "ease", "als")
+USER_TOWERS: tuple[str, ...] = ("id", "sequence")
+NEGATIVES: tuple[str, ...] = ("in_batch", "full")
+OPTIMIZERS: tuple[str, ...] = ("adam", "adamw", "lazy_adam")
+EXCLUDE_CHOICES: tuple[str, ...] = ("rated", "positives", "none")
+INDEX_CHOICES: tuple[str, ...] = ("exact", "pq", "hnsw")
 
 
 @dataclass(frozen=True)
@@ -59,12 +86,14 @@ class SyntheticSpec:
 class DataConfig:
     """Where a dataset comes from and how its ratings become positives."""
 
-    name: str
+    name: str  # also names the raw zip: data/raw/<name>.zip (paths.raw_zip)
     url: str | None = None  # grouplens download; None for custom and synthetic data
     md5: str | None = None  # expected checksum of the zip; None: recorded on first verified download
     md5_url: str | None = None  # grouplens publishes <zip>.md5 beside each zip
     size_bytes: int | None = None
     synthetic: SyntheticSpec | None = None  # set for generated datasets
+    # How ratings become positives (the original author's defaults): ratings >= 4 stars are
+    # positives, and users and movies with fewer than 5 positives are dropped.
     rating_threshold: float = 4.0
     min_user_interactions: int = 5
     min_item_interactions: int = 5
@@ -79,6 +108,8 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class PathsConfig:
+    # configs/paths/default.yaml ties these to other keys: raw_zip to data/raw/<data.name>.zip,
+    # the artifacts below to paths.artifacts_dir. The defaults here serve code that builds one.
     raw_zip: Path
     processed_dir: Path = Path("data/processed")
     artifacts_dir: Path = Path("artifacts")
@@ -87,6 +118,9 @@ class PathsConfig:
     mlflow_model_dir: Path = Path("artifacts/mlflow_model")  # the pyfunc package that is served
     recommendations: Path = Path("artifacts/recommendations.parquet")  # written by recommend-all
     new_movies: Path | None = None  # two-tower add-movies: a movies.csv of movies to add to the index
+
+
+BASELINES = ("popularity", "ease", "als")
 
 
 @dataclass(frozen=True)
@@ -99,6 +133,19 @@ class EvalConfig:
     bootstrap_resamples: int = 1000
     bootstrap_seed: int = 0
     confidence: float = 0.95
+    # Classical baselines fitted and reported beside the model (docs/baselines.md); each
+    # regularisation is chosen on validation from its grid, never on test.
+    baselines: tuple[str, ...] = ("popularity", "ease", "als")
+    ease_l2_grid: tuple[float, ...] = (50.0, 200.0, 500.0, 2000.0)
+    # EASE is skipped (one log line) when its item-item matrices would need more than this.
+    ease_max_memory_gb: float = 16.0
+    als_regularization_grid: tuple[float, ...] = (1.0, 10.0, 100.0)
+    als_factors: int = 64
+    als_iterations: int = 15
+    als_alpha: float = 10.0  # confidence of a positive (1 for the rest)
+    # Beyond-accuracy metrics (coverage, popularity bias, novelty) of the test top-K lists.
+    beyond_accuracy_ks: tuple[int, ...] = (10, 50)
+    segment_k: int = 50  # Recall@K and NDCG@K by user history length and movie popularity
     # > 0: hold this share of the movies out of training entirely and report how well new movies
     # are ranked (pipelines/cold_start.py); the warm metrics are then those of the other movies.
     cold_start_share: float = 0.0
@@ -108,7 +155,30 @@ class EvalConfig:
             raise ConfigError(
                 f"eval.cold_start_share must be in [0, 1) (0: off), got {self.cold_start_share}"
             )
-        _require_positive("eval", batch_size=self.batch_size, bootstrap_resamples=self.bootstrap_resamples)
+        _freeze_lists(self, "recall_ks", "ndcg_ks", "baselines", "ease_l2_grid")
+        _freeze_lists(self, "als_regularization_grid", "beyond_accuracy_ks")
+        _require_positive(
+            "eval",
+            batch_size=self.batch_size,
+            bootstrap_resamples=self.bootstrap_resamples,
+            ease_max_memory_gb=self.ease_max_memory_gb,
+            als_factors=self.als_factors,
+            als_iterations=self.als_iterations,
+            segment_k=self.segment_k,
+            als_alpha=self.als_alpha,
+        )
+        unknown = sorted(set(self.baselines) - set(BASELINES))
+        if unknown:
+            raise ConfigError(f"eval.baselines: unknown baseline(s) {unknown}; choose from {list(BASELINES)}")
+        for grid_name in ("ease_l2_grid", "als_regularization_grid"):
+            grid = getattr(self, grid_name)
+            if not grid or any(value <= 0 for value in grid):
+                raise ConfigError(
+                    f"eval.{grid_name} must be a non-empty list of positive numbers, got {grid}"
+                )
+        _require_positive(
+            "eval", **{f"beyond_accuracy_ks[{i}]": k for i, k in enumerate(self.beyond_accuracy_ks)}
+        )
         if not 0.0 < self.confidence < 1.0:
             raise ConfigError(f"eval.confidence must lie strictly between 0 and 1, got {self.confidence}")
         if self.bootstrap_seed < 0:
@@ -119,14 +189,17 @@ class EvalConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    name: Literal["two_tower", "popularity"] = "two_tower"
-    user_tower: Literal["id", "sequence"] = "id"
+    # MODEL_NAMES; popularity: score = positives in train (+ validation for test); ease, als: baselines
+    name: str = "two_tower"
+    # id: a learned ID embedding per user | sequence: a causal transformer over recent positives
+    user_tower: str = "id"
     embedding_dim: int = 64
-    temperature: float = 1.0
-    negatives: Literal["in_batch", "full"] = "in_batch"
-    logq_correction: bool = True
-    init_std: float = 0.01
-    l2_reg: float = 0.05  # weight of the batch rows' mean squared embedding norm in the loss
+    temperature: float = 1.0  # score = dot(user, movie) / temperature
+    negatives: str = "in_batch"  # in_batch | full (softmax over the whole catalogue)
+    logq_correction: bool = True  # subtract log sampling probability from in-batch logits (Yi et al. 2019)
+    init_std: float = 0.01  # N(0, 0.01) initial embeddings (0.1 was 0.008 worse on validation)
+    # Weight of the batch rows' mean squared embedding norm in the loss; chosen on validation (README).
+    l2_reg: float = 0.05
     # user_tower=sequence only: a causal transformer over the user's most recent positives.
     max_history: int = 50  # most recent positives read per user
     n_blocks: int = 2
@@ -149,6 +222,10 @@ class ModelConfig:
         return any(feature != "id" for feature in self.item_features)
 
     def __post_init__(self) -> None:
+        _require_choice("model.name", self.name, MODEL_NAMES)
+        _require_choice("model.user_tower", self.user_tower, USER_TOWERS)
+        _require_choice("model.negatives", self.negatives, NEGATIVES)
+        _freeze_lists(self, "item_features")
         self._check_item_features()
         _require_positive(
             "model",
@@ -203,17 +280,20 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TrainerConfig:
-    max_epochs: int = 50
-    max_interactions: int = 2_000_000  # positive pairs drawn per epoch
+    max_epochs: int = 50  # an upper bound: early stopping on validation Recall@50 ends runs sooner
+    max_interactions: int = 2_000_000  # positive pairs drawn (fresh, seeded) per epoch
+    # Pairs per step, and the in-batch negatives of each (4096: 0.004 worse on validation).
     batch_size: int = 2048
-    optimizer: Literal["adam", "adamw", "lazy_adam"] = "lazy_adam"
+    # adam | adamw | lazy_adam (Adam on the batch's rows only: 1.3-2x faster on CPU)
+    optimizer: str = "lazy_adam"
     lr: float = 0.01
-    weight_decay: float = 0.0
+    weight_decay: float = 0.0  # adam/adamw only; the two-tower regularises with model.l2_reg instead
     # 0: off. Otherwise validation, checkpoints and the trained model use an exponential moving
     # average of the weights, updated after every step with this decay.
     ema_decay: float = 0.0
-    early_stopping_patience: int = 5
+    early_stopping_patience: int = 5  # epochs without validation Recall@monitor_k improvement
     monitor_k: int = 50
+    # gpu: also set trainer.optimizer=adam for multi-GPU DDP (NCCL has no sparse all-reduce)
     accelerator: str = "cpu"
     devices: int | str = 1
     num_nodes: int = 1
@@ -224,6 +304,7 @@ class TrainerConfig:
     resume: bool = False  # continue the interrupted run in <paths.artifacts_dir>/run/
 
     def __post_init__(self) -> None:
+        _require_choice("trainer.optimizer", self.optimizer, OPTIMIZERS)
         _require_positive(
             "trainer",
             max_epochs=self.max_epochs,
@@ -243,7 +324,7 @@ class TrainerConfig:
 
 @dataclass(frozen=True)
 class MlflowConfig:
-    tracking_uri: str = "http://127.0.0.1:8080"
+    tracking_uri: str = "http://127.0.0.1:8080"  # start one with `make mlflow`
     experiment_name: str = "two-tower-recsys"
     fallback_uri: str = "mlruns"  # local store used when no server answers at tracking_uri
     connect_timeout_s: float = 2.0
@@ -264,16 +345,6 @@ class LoggingConfig:
     enabled: bool = True
 
 
-def removed_filter_seen_message(key: str, value: object) -> str:
-    """The error for the old boolean ``filter_seen``: what to write instead."""
-    replacement = {True: "positives", False: "none"}.get(value) if isinstance(value, bool) else None
-    same = f"; {key}={replacement} does what filter_seen={value} did" if replacement else ""
-    return (
-        f"filter_seen was replaced by {key}: rated (the default: every movie the user rated), "
-        f"positives (only the positively rated ones, as filter_seen=true) or none{same}"
-    )
-
-
 @dataclass(frozen=True)
 class InferConfig:
     user_id: int = 1
@@ -283,17 +354,16 @@ class InferConfig:
     # computed from them instead of the stored one (e.g. infer.history=[296,318,593]).
     history: tuple[int, ...] | None = None
     # Never recommended: every movie the user rated (rated), only the positives (positives), nothing.
-    exclude: Literal["rated", "positives", "none"] = "rated"
-    filter_seen: bool | None = None  # removed in favour of exclude; set, it is an error saying so
+    exclude: str = "rated"
     # pq or hnsw: approximate indexes, for catalogues of millions (README, "Approximate indexes")
-    index: Literal["exact", "pq", "hnsw"] = "exact"
-    pq_refine_factor: int = 10
-    hnsw_m: int = 32
-    hnsw_ef_construction: int = 200
-    hnsw_ef_search: int = 1024
-    hnsw_norm_ranges: int = 4
+    index: str = "exact"
+    pq_refine_factor: int = 10  # pq: candidates scored exactly per wanted movie: recall vs latency
+    hnsw_m: int = 32  # graph degree (built when the model is packaged with index=hnsw)
+    hnsw_ef_construction: int = 200  # build-time beam
+    hnsw_ef_search: int = 1024  # query-time beam (grows to k): recall vs latency (README table)
+    hnsw_norm_ranges: int = 4  # items grouped by norm, one graph each: recall on any norm spread
     batch_size: int = 1024  # users scored at once: bounds memory at batch_size x n_items floats
-    max_request_rows: int = 10_000
+    max_request_rows: int = 10_000  # larger serving requests are refused with a 400
     # rows x k per serving request: 10k users at k=100, enough for batch jobs, yet one request
     # cannot make the server build gigabytes of JSON.
     max_response_items: int = 1_000_000
@@ -303,6 +373,9 @@ class InferConfig:
     answer_table_k: int = 100
 
     def __post_init__(self) -> None:
+        _freeze_lists(self, "history")
+        _require_choice("infer.exclude", self.exclude, EXCLUDE_CHOICES)
+        _require_choice("infer.index", self.index, INDEX_CHOICES)
         _require_positive(
             "infer",
             k=self.k,
@@ -316,8 +389,6 @@ class InferConfig:
             hnsw_ef_search=self.hnsw_ef_search,
             hnsw_norm_ranges=self.hnsw_norm_ranges,
         )
-        if self.filter_seen is not None:
-            raise ConfigError(removed_filter_seen_message("infer.exclude", self.filter_seen))
         if self.answer_table_k < 0:
             raise ConfigError(
                 f"infer.answer_table_k must be 0 (no table) or positive, got {self.answer_table_k}"
@@ -375,82 +446,50 @@ def check_model_and_trainer(model: ModelConfig, trainer: TrainerConfig) -> None:
 T = TypeVar("T")
 
 
+def schema(cls: type) -> DictConfig:
+    """``cls`` as an OmegaConf node, its defaults filled in, that overrides and merges may change.
+
+    OmegaConf marks the node of a frozen dataclass read-only; the settings are frozen once built
+    (:func:`OmegaConf.to_object`), but Hydra must still merge YAML and overrides into the schema.
+    """
+    node = OmegaConf.structured(cls)
+    _make_writable(node)
+    hints = typing.get_type_hints(cls)
+    for spec in dataclasses.fields(cls):
+        # A required section (AppConfig.data) would be created read-only when first merged into.
+        if dataclasses.is_dataclass(hints[spec.name]) and OmegaConf.is_missing(node, spec.name):
+            node[spec.name] = schema(hints[spec.name])
+    return node
+
+
+def _make_writable(node: DictConfig | ListConfig) -> None:
+    OmegaConf.set_readonly(node, None)  # None: inherit from the parent, and the root allows writes
+    children = node.keys() if isinstance(node, DictConfig) else range(len(node))
+    for key in children:
+        child = node._get_node(key)
+        if isinstance(child, DictConfig | ListConfig):
+            _make_writable(child)
+
+
 def settings_from_mapping(cls: type[T], values: Mapping[str, Any], where: str = "") -> T:
-    """Build dataclass ``cls`` from a plain mapping, checking keys and types recursively."""
+    """Build dataclass ``cls`` from a plain mapping (a saved config, a package's model_config).
+
+    OmegaConf checks keys and types against ``cls``, as it does while Hydra composes; a problem
+    is a :class:`ConfigError` naming the key under ``where``.
+    """
     if not isinstance(values, Mapping):
         raise ConfigError(f"{where or cls.__name__} must be a mapping, got {type(values).__name__}")
-    hints = typing.get_type_hints(cls)
-    known = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - set(known))
-    if unknown:
-        names = ", ".join(_join(where, key) for key in unknown)
-        raise ConfigError(f"unknown config key(s): {names} (known: {', '.join(known)})")
-    kwargs = {}
-    for name, spec in known.items():
-        key = _join(where, name)
-        if name not in values:
-            if spec.default is dataclasses.MISSING and spec.default_factory is dataclasses.MISSING:
-                raise ConfigError(f"config key {key} is required")
-            continue
-        kwargs[name] = _convert(hints[name], values[name], key)
-    return cls(**kwargs)
+    try:
+        return OmegaConf.to_object(OmegaConf.merge(schema(cls), values))
+    except OmegaConfBaseException as exc:
+        raise config_error(exc, where) from None
 
 
-def _join(where: str, key: str) -> str:
-    return f"{where}.{key}" if where else key
+def config_error(exc: OmegaConfBaseException, where: str = "") -> ConfigError:
+    """OmegaConf's several-line message as one line that starts with the full key.
 
-
-def _convert(annotation: Any, value: Any, key: str) -> Any:
-    origin = get_origin(annotation)
-    if origin in (typing.Union, types.UnionType):
-        options = get_args(annotation)
-        if value is None:
-            if type(None) in options:
-                return None
-            raise ConfigError(f"config key {key} must not be null")
-        errors = []
-        for option in (o for o in options if o is not type(None)):
-            try:
-                return _convert(option, value, key)
-            except ConfigError as exc:
-                errors.append(str(exc))
-        raise ConfigError(errors[0] if len(errors) == 1 else f"config key {key} has invalid value {value!r}")
-    if origin is Literal:
-        choices = get_args(annotation)
-        if value not in choices:
-            raise ConfigError(
-                f"config key {key} must be one of {', '.join(map(str, choices))}, got {value!r}"
-            )
-        return value
-    if origin is tuple:
-        (item_type, _ellipsis) = get_args(annotation)
-        if isinstance(value, str | bytes) or not isinstance(value, typing.Sequence):
-            raise ConfigError(f"config key {key} must be a list, got {value!r}")
-        return tuple(_convert(item_type, item, f"{key}[{i}]") for i, item in enumerate(value))
-    if dataclasses.is_dataclass(annotation):
-        if value is None:
-            raise ConfigError(f"config key {key} must not be null")
-        return settings_from_mapping(annotation, value, key)
-    if value is None:
-        raise ConfigError(f"config key {key} must not be null")
-    if annotation is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"config key {key} must be true or false, got {value!r}")
-        return value
-    if annotation is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"config key {key} must be an integer, got {value!r}")
-        return value
-    if annotation is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(f"config key {key} must be a number, got {value!r}")
-        return float(value)
-    if annotation is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"config key {key} must be a string, got {value!r}")
-        return value
-    if annotation is Path:
-        if not isinstance(value, str | Path) or str(value) == "":
-            raise ConfigError(f"config key {key} must be a path, got {value!r}")
-        return Path(value)
-    raise TypeError(f"unsupported settings type {annotation!r} for {key}")  # a bug, not user input
+    ``where`` prefixes the key when the config checked is part of a larger one.
+    """
+    message = (getattr(exc, "msg", None) or str(exc) or type(exc).__name__).strip().splitlines()[0]
+    key = ".".join(part for part in (where, getattr(exc, "full_key", None) or "") if part)
+    return ConfigError(f"{key}: {message}" if key else message)

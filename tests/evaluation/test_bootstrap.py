@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from seed_average import seed_averaged_difference
 
 from two_tower_recsys.evaluation import bootstrap
 from two_tower_recsys.evaluation.bootstrap import (
@@ -11,7 +12,6 @@ from two_tower_recsys.evaluation.bootstrap import (
     recall_curve_band,
     resampled_group_counts,
     resampled_means,
-    seed_averaged_difference,
     value_labels,
 )
 from two_tower_recsys.evaluation.metrics import ndcg_at_k, per_user_values, recall_at_k, summarize

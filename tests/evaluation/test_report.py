@@ -7,7 +7,7 @@ import pytest
 
 from two_tower_recsys.evaluation.bootstrap import BootstrapSettings, bootstrap_metrics
 from two_tower_recsys.evaluation.metrics import summarize
-from two_tower_recsys.evaluation.report import format_table, update_metrics_file
+from two_tower_recsys.evaluation.report import format_table, record_models, update_metrics_file
 
 STATS = {"name": "d", "users": 400, "items": 300, "train_rows": 9000, "val_rows": 400, "test_rows": 400}
 NAMES = ["recall@10", "recall@50", "recall@100", "ndcg@10", "ndcg@50"]
@@ -126,3 +126,89 @@ def test_the_table_without_intervals_shows_plain_values():
     table = format_table(report)
     assert "0.1250" in table and "[" not in table
     assert format_table({"val": {}, "test": {}}) == "(no metrics)"
+
+
+def test_several_models_and_their_sections_are_recorded_in_one_write(tmp_path):
+    path = tmp_path / "metrics.json"
+    both = bootstrap(["two_tower", "popularity"], [("two_tower", "popularity")])
+    sections = {
+        "beyond_accuracy": {"two_tower": {"coverage@10": 0.5}, "popularity": {"coverage@10": 0.01}},
+        "baselines": {
+            "popularity": {
+                "parameter": "l2",
+                "grid": [1.0, 10.0],
+                "selected_by": "recall@50",
+                "validation": {"1": 0.2, "10": 0.3},
+                "chosen": 10.0,
+                "fit_seconds": 0.5,
+            }
+        },
+    }
+    report = record_models(
+        path, STATS, {"popularity": metrics("popularity"), "two_tower": metrics("two_tower")}, both, sections
+    )
+    assert json.loads(path.read_text()) == report
+    assert set(report["intervals"]["test"]) == {"popularity", "two_tower"}
+    assert set(report["paired"]["test"]) == {"two_tower-popularity"}
+    assert report["beyond_accuracy"]["popularity"] == {"coverage@10": 0.01}
+    table = format_table(report)
+    assert "test top-K lists, beyond accuracy" in table
+    (row,) = [line for line in table.splitlines() if line.startswith("coverage@10")]
+    assert row.split()[1:] == ["0.5000", "0.0100"]  # models in the section's order
+    assert "popularity: l2=10 chosen on validation recall@50 from [1.0, 10.0]" in table
+
+    # Re-evaluated without sections, a model loses its old entries there; the other keeps its own.
+    report = update_metrics_file(path, STATS, "popularity", metrics("popularity"), bootstrap(["popularity"]))
+    assert "popularity" not in report["beyond_accuracy"] and "popularity" not in report["baselines"]
+    assert report["beyond_accuracy"]["two_tower"] == {"coverage@10": 0.5}
+
+
+def test_a_wide_table_puts_the_paired_differences_below_the_models(tmp_path):
+    ranks = {**{model: RANKS[model] for model in RANKS}, "third": RANKS["popularity"]}
+    pairs = [("two_tower", "popularity"), ("two_tower", "third")]
+    by_split = {
+        split: bootstrap_metrics({m: ranks[m][split] for m in ranks}, NAMES, SETTINGS, pairs)
+        for split in ("val", "test")
+    }
+    report = record_models(
+        tmp_path / "metrics.json",
+        STATS,
+        {
+            "popularity": metrics("popularity"),
+            "two_tower": metrics("two_tower"),
+            "third": metrics("popularity"),
+        },
+        by_split,
+    )
+    table = format_table(report)
+    assert max(len(line) for line in table.splitlines()) <= 110
+    models_block, pairs_block = table.split("test: 400 users")[1].split("test: paired differences")
+    assert "third" in models_block.splitlines()[1] and "two_tower - " not in models_block
+    assert "two_tower - popularity" in pairs_block.splitlines()[1]
+    assert "two_tower - third" in pairs_block.splitlines()[1]
+
+
+def test_segments_print_one_compact_table_per_metric():
+    entry = {
+        "split": "test",
+        "metrics": ["recall@50", "ndcg@50"],
+        "note": "head: >= 9 train users, tail: <= 2",
+        "by": {
+            "history_length": {
+                "<=10": {
+                    "users": 3,
+                    "recall@50": 0.5,
+                    "ndcg@50": 0.25,
+                    "intervals": {"recall@50": [0.1, 0.9]},
+                },
+                ">200": {"users": 0},
+            }
+        },
+    }
+    report = {"dataset": STATS, "val": {}, "test": {"m": {"recall@50": 0.5}}, "segments": {"m": entry}}
+    table = format_table(report)
+    assert "test recall@50 by segment (head: >= 9 train users, tail: <= 2)" in table
+    (row,) = [line for line in table.split("test ndcg@50 by segment")[0].splitlines() if "<=10" in line]
+    assert row.split() == ["history_length", "<=10", "3", "0.5000", "[0.100,", "0.900]"]
+    (empty,) = [line for line in table.split("test ndcg@50 by segment")[0].splitlines() if ">200" in line]
+    assert empty.split() == ["history_length", ">200", "0"]

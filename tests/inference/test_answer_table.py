@@ -16,8 +16,8 @@ from two_tower_recsys.artifacts.store import write_index
 from two_tower_recsys.errors import ArtifactError
 from two_tower_recsys.inference.answer_table import ANSWER_ITEMS, ANSWER_SCORES
 from two_tower_recsys.inference.packaging import package_model
-from two_tower_recsys.inference.recommender import EXCLUDE_CHOICES, Recommender
-from two_tower_recsys.settings import InferConfig
+from two_tower_recsys.inference.recommender import Recommender
+from two_tower_recsys.settings import EXCLUDE_CHOICES, InferConfig
 
 
 def packaged_index(package: Path) -> Path:

@@ -91,7 +91,8 @@ def test_a_package_older_than_the_index_it_sits_in_is_refused(tmp_path):
     "infer", [InferConfig(index="hnsw", hnsw_m=8), InferConfig(index="pq")], ids=["hnsw", "pq"]
 )
 def test_an_approximate_package_ships_its_index_verified_by_the_manifest(random_index_dir, tmp_path, infer):
-    from two_tower_recsys.inference.recommender import Recommender, ann_params
+    from two_tower_recsys.inference.candidates import ann_params
+    from two_tower_recsys.inference.recommender import Recommender
 
     params = ann_params(infer)
     destination = tmp_path / infer.index / "mlflow_model"
@@ -117,14 +118,14 @@ def test_the_shipped_index_is_read_at_load_else_one_is_built_in_memory_with_a_wa
 ):
     destination = tmp_path / "pq" / "mlflow_model"
     package_model(random_index_dir, destination, InferConfig(index="pq"))
-    with caplog.at_level("WARNING", logger="two_tower_recsys.inference.recommender"):
+    with caplog.at_level("WARNING", logger="two_tower_recsys.inference.candidates"):
         model = mlflow.pyfunc.load_model(str(destination), model_config={"pq_refine_factor": 20})
     assert "in memory" not in caplog.text  # the query-time setting does not change the shipped file
     assert model.unwrap_python_model().recommender.ann.refine_factor == 20
 
     exact_package = tmp_path / "exact" / "mlflow_model"
     package_model(random_index_dir, exact_package, InferConfig(answer_table_k=0))
-    with caplog.at_level("WARNING", logger="two_tower_recsys.inference.recommender"):
+    with caplog.at_level("WARNING", logger="two_tower_recsys.inference.candidates"):
         model = mlflow.pyfunc.load_model(str(exact_package), model_config={"index": "pq"})
     assert "no pq index built with" in caplog.text and "building one in memory" in caplog.text
     assert model.predict({"user_id": [1], "k": [3]}) == mlflow.pyfunc.load_model(str(destination)).predict(

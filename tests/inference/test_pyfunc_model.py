@@ -1,7 +1,6 @@
 """The packaged model through ``mlflow.pyfunc.load_model``: same answers as the core, clean errors."""
 
 import shutil
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import mlflow.pyfunc
@@ -78,16 +77,15 @@ def test_limits_and_filtering_come_from_model_config(packaged_model):
     assert len(expected.recommendations) > len(core.recommend([4], 300)[0].recommendations)
 
 
-def test_a_package_with_the_removed_filter_seen_key_says_what_replaces_it(packaged_model, tmp_path):
-    """MLflow itself drops unknown keys given at load time; an older package still records it."""
-    old = tmp_path / "old_package"
-    shutil.copytree(packaged_model, old)
-    mlmodel = yaml.safe_load((old / "MLmodel").read_text())
-    config = mlmodel["flavors"]["python_function"]["config"]
-    config["filter_seen"] = config.pop("exclude") == "positives"
-    (old / "MLmodel").write_text(yaml.safe_dump(mlmodel))
-    with pytest.raises(ValueError, match="filter_seen was replaced by model_config key exclude"):
-        mlflow.pyfunc.load_model(str(old))
+def test_a_package_recording_an_unknown_key_is_refused_naming_it(packaged_model, tmp_path):
+    """MLflow itself drops unknown keys given at load time; a package's own MLmodel is checked."""
+    edited = tmp_path / "edited_package"
+    shutil.copytree(packaged_model, edited)
+    mlmodel = yaml.safe_load((edited / "MLmodel").read_text())
+    mlmodel["flavors"]["python_function"]["config"]["colour"] = "red"
+    (edited / "MLmodel").write_text(yaml.safe_dump(mlmodel))
+    with pytest.raises(ValueError, match=r"unknown model_config key\(s\): colour"):
+        mlflow.pyfunc.load_model(str(edited))
 
 
 def test_an_unexpected_failure_is_a_clean_500(packaged_model, monkeypatch):
@@ -117,34 +115,26 @@ def test_the_structs_format_carries_the_same_answer_for_spark(model, core):
         model.predict({"user_id": [5], "k": [4]}, params={"recommendation_format": "csv"})
 
 
-def test_concurrent_one_user_requests_are_combined_and_answered_exactly_as_alone(model, core):
-    """16 requests that queue while a request runs are answered in one call, each as if alone."""
-    recommender_model = model.unwrap_python_model()
-    combiner = recommender_model.combiner
-    users = [1 + (7 * n) % 260 for n in range(16)]  # ids above 200: unknown, the fallback
-    # k past the package's answer table (100): computed, so combined
-    requests = [pd.DataFrame({"user_id": [user], "k": [101 + n % 9]}) for n, user in enumerate(users)]
-    calls, batches = combiner.calls, combiner.batches
+def test_concurrent_requests_are_answered_as_alone(model, core):
+    """The scoring server calls predict from several threads at once: each answer is its own."""
+    users = [1 + (7 * n) % 260 for n in range(64)]  # ids above 200: unknown, the fallback
+    # k past the package's answer table (100): computed
+    requests = [pd.DataFrame({"user_id": [user], "k": [95 + n % 9]}) for n, user in enumerate(users)]
     with ThreadPoolExecutor(16) as pool:
-        with combiner._turn:  # as if a request were running: the 16 queue behind it
-            futures = [pool.submit(model.predict, request) for request in requests]
-            deadline = time.monotonic() + 30
-            while len(combiner._queued) < len(requests):
-                assert time.monotonic() < deadline, "the requests did not queue"
-                time.sleep(0.001)
-        answers = [future.result(timeout=30) for future in futures]
-    assert (combiner.calls - calls, combiner.batches - batches) == (16, 1)
+        answers = list(pool.map(model.predict, requests))
     for answer, request in zip(answers, requests, strict=True):
         user, k = int(request.user_id[0]), int(request.k[0])
         assert_same_answers(answer, core.recommend([user], k))
 
 
-def test_requests_the_answer_table_holds_skip_the_combiner(model, core):
-    combiner = model.unwrap_python_model().combiner
-    calls = combiner.calls
-    (answer,) = model.predict(pd.DataFrame({"user_id": [5], "k": [4]}))
-    assert combiner.calls == calls  # read from the package's answer table
-    assert_same_answer(answer, core.recommend([5], 4)[0])
+def test_requests_the_answer_table_holds_are_looked_up(model, core, monkeypatch):
+    recommender = model.unwrap_python_model().recommender
     (past_the_table,) = model.predict(pd.DataFrame({"user_id": [5], "k": [101]}))
-    assert combiner.calls == calls + 1  # computed, through the combiner
     assert_same_answer(past_the_table, core.recommend([5], 101)[0])
+
+    def no_scoring(*args, **kwargs):
+        raise AssertionError("scored, not looked up")
+
+    monkeypatch.setattr(recommender, "top_items", no_scoring)
+    (answer,) = model.predict(pd.DataFrame({"user_id": [5], "k": [4]}))
+    assert_same_answer(answer, core.recommend([5], 4)[0])

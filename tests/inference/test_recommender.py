@@ -196,8 +196,11 @@ class MissingGraph:
     def __init__(self, n_items):
         self.n_items = n_items
 
-    def search(self, queries, k):
-        labels = np.full((len(queries), k), -1, dtype=np.int64)
+    def candidate_counts(self, k, n_hidden=0):
+        return np.asarray(k) + n_hidden
+
+    def search(self, queries, k, n_hidden=0):
+        labels = np.full((len(queries), int(np.max(self.candidate_counts(k, n_hidden)))), -1, dtype=np.int64)
         labels[:, :3] = [0, 1, 2]
         return labels
 
@@ -207,7 +210,7 @@ def test_users_the_graph_leaves_short_fall_back_to_exact(exact, monkeypatch):
     short = Recommender(index, batch_size=64, ann=MissingGraph(index.n_items))
     users = list(range(1, 201))
     assert_same_answers(short.recommend(users, 20), exact.recommend(users, 20))
-    monkeypatch.setattr("two_tower_recsys.inference.recommender.MAX_ANN_FETCH", 8)  # all users too heavy
+    monkeypatch.setattr("two_tower_recsys.inference.candidates.MAX_ANN_FETCH", 8)  # all users too heavy
     assert_same_answers(short.recommend(users, 5), exact.recommend(users, 5))
 
 

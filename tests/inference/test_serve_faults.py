@@ -108,7 +108,7 @@ def test_malformed_bodies_get_clean_4xx_and_the_server_keeps_answering(server, c
 
 
 def test_concurrent_requests_get_the_answers_they_would_get_alone(server, core):
-    """16 clients at once: the server combines their requests; each answer is still its own."""
+    """16 clients at once: each answer is still its own."""
     url, _ = server
     rng = random.Random(5)
     rows = [[rng.randint(1, 260), rng.randint(1, 20)] for _ in range(16 * 25)]

@@ -11,6 +11,9 @@ import pytest
 import torch
 
 from two_tower_recsys.evaluation.evaluator import evaluate, evaluation_task
+from two_tower_recsys.models.als import fit_als
+from two_tower_recsys.models.ease import EaseScorer, ease_weights, gram_matrix
+from two_tower_recsys.models.interaction_matrix import interaction_matrix
 from two_tower_recsys.models.popularity import fit_popularity
 from two_tower_recsys.pipelines.hydra_edge import compose_settings
 from two_tower_recsys.preprocessing.histories import histories_for
@@ -58,6 +61,19 @@ def popularity(dataset, tmp_path):
     return fit_popularity(evaluation_task(dataset, "test").history, dataset.n_items)
 
 
+def ease(dataset, tmp_path):
+    """Fitted on train; test scores read train + validation, as the pipeline scores it."""
+    train = interaction_matrix(dataset.train, dataset.n_users, dataset.n_items)
+    history = interaction_matrix(evaluation_task(dataset, "test").history, dataset.n_users, dataset.n_items)
+    return EaseScorer(ease_weights(gram_matrix(train), l2=1.0), history)
+
+
+def als(dataset, tmp_path):
+    train = interaction_matrix(dataset.train, dataset.n_users, dataset.n_items)
+    # Two taste groups: two factors are their structure; more over-fit 80 users.
+    return fit_als(train, factors=2, regularization=1.0, iterations=15, alpha=10.0, seed=0)
+
+
 def two_tower(dataset, tmp_path, overrides=()):
     settings = compose_settings(
         [
@@ -90,7 +106,13 @@ def sequence_two_tower(dataset, tmp_path):
     )
 
 
-MODELS = {"popularity": popularity, "two_tower": two_tower, "sequence_two_tower": sequence_two_tower}
+MODELS = {
+    "popularity": popularity,
+    "ease": ease,
+    "als": als,
+    "two_tower": two_tower,
+    "sequence_two_tower": sequence_two_tower,
+}
 UNSEEN_IN_OWN_GROUP = ITEMS_PER_GROUP - RATED_PER_USER + 1  # the test movie and the never-rated ones
 
 

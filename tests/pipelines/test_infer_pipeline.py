@@ -47,8 +47,11 @@ def test_cli_bad_k_is_one_line_on_stderr_and_exit_2(artifacts, tmp_path):
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ("infer.k=2.5", "error: config key infer.k must be an integer, got 2.5"),
-        ("infer.user_id=abc", "error: config key infer.user_id must be an integer, got 'abc'"),
+        ("infer.k=2.5", "error: infer.k: Value '2.5' of type 'float' could not be converted to Integer"),
+        (
+            "infer.user_id=abc",
+            "error: infer.user_id: Value 'abc' of type 'str' could not be converted to Integer",
+        ),
         ("paths.artifacts_dir=missing", "error: artifacts at missing has no manifest.json"),
     ],
 )

@@ -48,16 +48,21 @@ def test_train_logs_params_metrics_and_artifacts_to_a_real_mlflow_server(
     assert len(history) == 2  # one per epoch
     assert len(client.get_metric_history(run.info.run_id, "train_loss")) == 2
     metrics = run.data.metrics
-    for model in ("two_tower", "popularity"):
+    for model in ("two_tower", "popularity", "ease", "als"):
         for split in ("val", "test"):
             assert 0.0 <= metrics[f"{split}_{model}_recall_at_50"] <= 1.0
+        assert 0.0 < metrics[f"test_{model}_coverage_at_10"] <= 1.0
+    assert metrics["ease_chosen_l2"] in (50, 200, 500, 2000)
+    assert metrics["als_chosen_regularization"] in (1, 10, 100)
     artifacts = {item.path for item in client.list_artifacts(run.info.run_id)}
-    assert {"learning_curves.png", "recall_at_k_test.png", "metrics.json"} <= artifacts
+    assert {"learning_curves.png", "recall_at_k_test.png", "recall_by_segment_test.png", "metrics.json"} <= (
+        artifacts
+    )
 
     report = json.loads((tmp_path / "artifacts/metrics.json").read_text())
     assert set(report["dataset"]) == {"name", "users", "items", "train_rows", "val_rows", "test_rows"}
     for split in ("val", "test"):
-        assert set(report[split]) == {"popularity", "two_tower"}
+        assert set(report[split]) == {"popularity", "ease", "als", "two_tower"}
         assert set(report[split]["two_tower"]) == METRIC_KEYS
         assert report[split]["two_tower"]["recall@50"] == pytest.approx(
             metrics[f"{split}_two_tower_recall_at_50"]

@@ -2,7 +2,7 @@ import polars as pl
 import pytest
 
 from two_tower_recsys.errors import DataError
-from two_tower_recsys.preprocessing.split import FilterParams, build_splits, select_positives
+from two_tower_recsys.preprocessing.split import FilterParams, _positives_and_kept_rows, build_splits
 
 
 def ratings_frame(rows):
@@ -24,6 +24,12 @@ def original_pairs(splits, name):
         (int(splits.user_ids[u]), int(splits.item_ids[i]))
         for u, i in zip(frame["user_idx"].to_list(), frame["item_idx"].to_list(), strict=True)
     )
+
+
+def select_positives(ratings, params):
+    """The positives that pass the count filters: what build_splits goes on to split."""
+    positives, kept_rows = _positives_and_kept_rows(ratings, params)
+    return positives if kept_rows is None else positives.take(kept_rows)
 
 
 def original_users(positives):

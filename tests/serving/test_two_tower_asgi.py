@@ -100,3 +100,72 @@ def test_unparsable_csv_and_parquet_lose_the_stack_trace(apps, body, content_typ
     error = json.loads(cleaned)
     assert status == 400 and "stack_trace" not in error and "Traceback" not in cleaned.decode()
     assert error["message"] == json.loads(stock_body)["message"]  # the reason itself is kept
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        (
+            json.dumps(
+                {"dataframe_split": {"columns": ["user_id", "k"], "data": [['File "report.csv"', 2]]}}
+            ),
+            "application/json",
+        ),
+        (
+            json.dumps({"dataframe_records": [{"user_id": "/srv/site-packages/x.py", "k": 1}]}),
+            "application/json",
+        ),
+        ('user_id,k\nFile "a",2\n', "text/csv"),
+    ],
+    ids=["json-File-quote", "json-site-packages", "csv-File-quote"],
+)
+def test_a_4xx_quoting_the_requests_text_reaches_the_client_unchanged(apps, body, content_type):
+    """MLflow's message quotes the request's table ("Failed to predict data '...'"): text a user
+    sent that merely looks like part of a file path is not a traceback."""
+    stock, guarded = apps
+    stock_status, stock_body = call(stock, body.encode(), {"Content-Type": content_type})
+    assert stock_status == 400
+    assert call(guarded, body.encode(), {"Content-Type": content_type}) == (stock_status, stock_body)
+    message = json.loads(stock_body)["message"]
+    assert message.startswith("Failed to predict data") and ("File" in message or "site-packages" in message)
+
+
+def _an_answer_with_a_traceback(as_json: bool):
+    """A FastAPI app whose one route fails the way MLflow's handler reports errors, with a real
+    traceback in the message (``as_json``: through MLflow's own exception wrapper) or as the
+    plain-text body."""
+    import traceback
+
+    from fastapi import FastAPI
+    from fastapi.responses import Response
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import BAD_REQUEST
+
+    app = FastAPI()
+
+    @app.post("/invocations")
+    @scoring_server._async_catch_mlflow_exception
+    async def invocations():
+        try:
+            int('File "x"')  # a real exception, so a real traceback
+        except ValueError:
+            text = traceback.format_exc()
+        if as_json:
+            raise MlflowException(message=text, error_code=BAD_REQUEST)
+        return Response(content=text, status_code=400, media_type="text/plain")
+
+    return app
+
+
+@pytest.mark.parametrize(
+    ("as_json", "replacement"),
+    [(True, "the request could not be read"), (False, "bad request")],
+    ids=["json-message", "text-body"],
+)
+def test_a_traceback_in_a_4xx_is_still_replaced(as_json, replacement):
+    app = _an_answer_with_a_traceback(as_json)
+    status, stock_body = call(app, GOOD, JSON)
+    assert status == 400 and "Traceback (most recent call last)" in stock_body.decode()
+    status, cleaned = call(ScoringGuard(app), GOOD, JSON)
+    assert status == 400 and "Traceback" not in cleaned.decode() and 'File "' not in cleaned.decode()
+    assert json.loads(cleaned)["message"] == replacement

@@ -165,48 +165,27 @@ def bootstrap_metrics(
         model: _by_metric(metric_names, *metric_bounds(values[model], [labels[model]], settings))
         for model in ranks_by_model
     }
-    paired = {}
-    for first, second in pairs:
-        # The difference is resampled as its own column (not as the difference of two resampled
-        # means), so a model paired with itself gives exactly 0.
-        differences = values[first] - values[second]
-        bounds = _by_metric(
-            metric_names, *metric_bounds(differences, [labels[first], labels[second]], settings)
+    paired = {
+        pair_name(first, second): paired_difference(
+            values[first] - values[second], [labels[first], labels[second]], metric_names, settings
         )
-        paired[pair_name(first, second)] = {
-            name: PairedDifference(float(diff), bounds[name])
-            for name, diff in zip(metric_names, _column_means(differences), strict=True)
-        }
+        for first, second in pairs
+    }
     return SplitBootstrap(settings=settings, intervals=intervals, paired=paired)
 
 
-def seed_averaged_difference(
-    first_by_seed: Sequence[np.ndarray],
-    second_by_seed: Sequence[np.ndarray],
+def paired_difference(
+    differences: np.ndarray,
+    labels: Sequence[np.ndarray],
     metric_names: Sequence[str],
     settings: BootstrapSettings,
 ) -> dict[str, PairedDifference]:
-    """``mean over seeds of metric(first) - metric(second)`` and its paired interval over users.
+    """Each metric's mean per-user difference (a users x metrics matrix) and its interval, users
+    grouped by ``labels`` (one :func:`value_labels` array per run the differences come from).
 
-    Each argument holds one rank array per training seed, every array over the same users in the
-    same order. Each user's value is averaged over the seeds first, so the interval is that of
-    the seed-averaged difference: the users are resampled, never the seeds. With one seed this
-    is exactly the pair of :func:`bootstrap_metrics`.
+    The difference is resampled as its own column (not as the difference of two resampled
+    means), so a model paired with itself gives exactly 0.
     """
-    if len(first_by_seed) != len(second_by_seed) or not first_by_seed:
-        raise ValueError(
-            "need one rank array per seed for both models, "
-            f"got {len(first_by_seed)} and {len(second_by_seed)}"
-        )
-    runs = [*first_by_seed, *second_by_seed]
-    if len({len(ranks) for ranks in runs}) > 1:
-        raise ValueError(f"runs were ranked on different users: {[len(ranks) for ranks in runs]}")
-
-    def seed_mean(by_seed: Sequence[np.ndarray]) -> np.ndarray:
-        return np.mean([per_user_values(ranks, metric_names) for ranks in by_seed], axis=0)
-
-    differences = seed_mean(first_by_seed) - seed_mean(second_by_seed)
-    labels = [value_labels(ranks, metric_names) for ranks in runs]
     bounds = _by_metric(metric_names, *metric_bounds(differences, labels, settings))
     return {
         name: PairedDifference(float(diff), bounds[name])

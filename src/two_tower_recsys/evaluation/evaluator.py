@@ -42,6 +42,7 @@ class EvaluationResult:
     split: str
     ranks: np.ndarray
     metrics: dict[str, float]
+    top_items: np.ndarray | None = None  # users x K best unseen movies (-1: none left), when asked
 
 
 def history_for(dataset: ProcessedDataset, split: str) -> pl.DataFrame:
@@ -79,9 +80,31 @@ def compute_ranks(
     progress: bool = True,
     description: str = "evaluating",
 ) -> np.ndarray:
+    ranks, _ = rank_and_recommend(
+        scorer, task, batch_size=batch_size, progress=progress, description=description
+    )
+    return ranks
+
+
+def rank_and_recommend(
+    scorer: Scorer,
+    task: EvaluationTask,
+    *,
+    batch_size: int = 1024,
+    progress: bool = True,
+    description: str = "evaluating",
+    top_k: int = 0,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Each user's held-out movie rank and, with ``top_k``, their top-``top_k`` unseen movies.
+
+    The lists come from the same masked scores as the ranks (users x top_k item indices, best
+    first); a slot beyond the user's unseen movies holds -1.
+    """
     users = torch.from_numpy(task.users)
     targets = torch.from_numpy(task.targets)
     ranks = np.empty(len(users), dtype=np.int64)
+    top_k = min(top_k, scorer.n_items)
+    top_items = np.full((len(users), top_k), -1, dtype=np.int64) if top_k else None
     starts = range(0, len(users), batch_size)
     for start in tqdm(starts, desc=description, unit="batch", disable=not progress, leave=False):
         batch_users = users[start : start + batch_size]
@@ -89,7 +112,12 @@ def compute_ranks(
         ranks[start : start + batch_size] = ranks_of_targets(
             scores, targets[start : start + batch_size]
         ).numpy()
-    return ranks
+        if top_items is not None:
+            best_scores, best_items = torch.topk(scores, top_k, dim=1)
+            top_items[start : start + batch_size] = torch.where(
+                best_scores > float("-inf"), best_items, -1
+            ).numpy()
+    return ranks, top_items
 
 
 def evaluate(
@@ -101,12 +129,20 @@ def evaluate(
     batch_size: int = 1024,
     progress: bool = True,
     description: str | None = None,
+    top_k: int = 0,
 ) -> EvaluationResult:
-    ranks = compute_ranks(
+    """Ranks and metrics of ``scorer`` on ``task``; with ``top_k``, each user's top-``top_k`` list too."""
+    ranks, top_items = rank_and_recommend(
         scorer,
         task,
         batch_size=batch_size,
         progress=progress,
         description=description or f"evaluating {task.split}",
+        top_k=top_k,
     )
-    return EvaluationResult(split=task.split, ranks=ranks, metrics=summarize(ranks, recall_ks, ndcg_ks))
+    return EvaluationResult(
+        split=task.split,
+        ranks=ranks,
+        metrics=summarize(ranks, recall_ks, ndcg_ks),
+        top_items=top_items,
+    )

@@ -82,3 +82,32 @@ def plot_recall_at_k(
     axis.grid(alpha=0.3)
     axis.legend()
     return _save(figure, path)
+
+
+def plot_recall_by_segment(segments_by_model: Mapping[str, Mapping], path: Path) -> Path:
+    """One panel per segmentation: each model's Recall@K per segment, with its bootstrap interval.
+
+    ``segments_by_model``: metrics.json's ``"segments"`` section (docs/baselines.md).
+    """
+    models = list(segments_by_model)
+    first = segments_by_model[models[0]]
+    metric = first["metrics"][0]
+    segmentations = list(first["by"])
+    figure, axes = plt.subplots(1, len(segmentations), figsize=(6 * len(segmentations), 4.5), squeeze=False)
+    width = 0.8 / len(models)
+    for axis, segmentation in zip(axes[0], segmentations, strict=True):
+        segments = list(first["by"][segmentation])
+        positions = np.arange(len(segments))
+        for offset, model in enumerate(models):
+            entries = [segments_by_model[model]["by"].get(segmentation, {}).get(s, {}) for s in segments]
+            values = np.array([entry.get(metric, np.nan) for entry in entries], dtype=float)
+            bounds = np.array([entry.get("intervals", {}).get(metric, [np.nan, np.nan]) for entry in entries])
+            errors = np.abs(bounds.T - values)  # matplotlib wants distances below and above
+            axis.bar(positions + offset * width, values, width, yerr=errors, capsize=2, label=model)
+        users = [first["by"][segmentation][s]["users"] for s in segments]
+        axis.set_xticks(positions + width * (len(models) - 1) / 2)
+        axis.set_xticklabels([f"{s}\n({n} users)" for s, n in zip(segments, users, strict=True)])
+        axis.set(title=f"{metric} by {segmentation.replace('_', ' ')}", ylabel=metric, ylim=(0, None))
+        axis.grid(alpha=0.3, axis="y")
+    axes[0][0].legend()
+    return _save(figure, path)

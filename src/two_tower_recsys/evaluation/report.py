@@ -4,7 +4,10 @@ Shape: ``{"dataset": {name, users, items, train_rows, val_rows, test_rows},
 "val": {"popularity": {...}, "two_tower": {...}}, "test": {...},
 "bootstrap": {"n_resamples", "seed", "confidence"},
 "intervals": {"val": {"popularity": {"recall@50": [low, high], ...}, ...}, "test": {...}},
-"paired": {"val": {"two_tower-popularity": {"recall@50": {"diff": d, "ci95": [low, high]}}}, ...}}``.
+"paired": {"val": {"two_tower-popularity": {"recall@50": {"diff": d, "ci95": [low, high]}}}, ...},
+"beyond_accuracy": {model: {"coverage@10": ..., ...}}, "segments": {model: {...}},
+"baselines": {model: {"parameter", "grid", "validation", "chosen", "fit_seconds"}}}``. The last
+three are per model (see :data:`MODEL_SECTIONS`).
 
 Models are added beside the ones already there as long as the dataset is the same; a different
 dataset starts a new file. A model's intervals are stored and replaced with its metrics. A paired
@@ -24,10 +27,17 @@ from two_tower_recsys.utils.fileio import atomic_write_json, read_json
 DATASET_KEYS = ("name", "users", "items", "train_rows", "val_rows", "test_rows")
 METRICS_FILE = "metrics.json"
 SPLITS = ("val", "test")
+TABLE_WIDTH = 110  # wider, and the paired differences go below the models
 
 
 def dataset_summary(stats: dict[str, Any]) -> dict[str, Any]:
     return {key: stats[key] for key in DATASET_KEYS}
+
+
+# Sections keyed by model, replaced with its metrics: the test top-K lists' beyond-accuracy
+# metrics, results by segment, and a baseline's regularisation chosen on validation.
+BEYOND_ACCURACY, SEGMENTS, BASELINES = "beyond_accuracy", "segments", "baselines"
+MODEL_SECTIONS = (BEYOND_ACCURACY, SEGMENTS, BASELINES)
 
 
 def update_metrics_file(
@@ -42,6 +52,21 @@ def update_metrics_file(
     ``bootstrap_by_split[split]`` holds ``model``'s intervals and the paired differences of
     this run (each naming ``model``); without it, ``model`` is stored without intervals.
     """
+    return record_models(path, stats, {model: metrics_by_split}, bootstrap_by_split)
+
+
+def record_models(
+    path: Path,
+    stats: dict[str, Any],
+    metrics_by_model: dict[str, dict[str, dict[str, float]]],
+    bootstrap_by_split: dict[str, SplitBootstrap] | None = None,
+    sections: dict[str, dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """Add (or replace) several models evaluated in one run, in one write; returns the report.
+
+    ``sections[section][model]`` (``section`` in :data:`MODEL_SECTIONS`) replaces the model's
+    entry there; a re-evaluated model without one loses its old entry.
+    """
     dataset = dataset_summary(stats)
     report: dict[str, Any] = {"dataset": dataset, "val": {}, "test": {}}
     if path.exists():
@@ -51,26 +76,33 @@ def update_metrics_file(
             previous = {}
         if previous.get("dataset") == dataset:
             report = previous
-    for split, metrics in metrics_by_split.items():
-        report.setdefault(split, {})[model] = metrics
-    _forget(report, model)
+    for model, metrics_by_split in metrics_by_model.items():
+        for split, metrics in metrics_by_split.items():
+            report.setdefault(split, {})[model] = metrics
+        _forget(report, model)
     if bootstrap_by_split:
-        _record_bootstrap(report, model, bootstrap_by_split)
+        _record_bootstrap(report, list(metrics_by_model), bootstrap_by_split)
+    for section, by_model in (sections or {}).items():
+        if section not in MODEL_SECTIONS:
+            raise ValueError(f"unknown metrics.json section {section!r}; expected one of {MODEL_SECTIONS}")
+        report.setdefault(section, {}).update(by_model)
     atomic_write_json(path, report)
     return report
 
 
 def _forget(report: dict[str, Any], model: str) -> None:
-    """Drop ``model``'s old intervals and every paired entry naming it."""
+    """Drop ``model``'s old intervals, per-model sections and every paired entry naming it."""
     for split_intervals in report.get("intervals", {}).values():
         split_intervals.pop(model, None)
     for split_pairs in report.get("paired", {}).values():
         for pair in [pair for pair in split_pairs if model in pair.split("-")]:
             del split_pairs[pair]
+    for section in MODEL_SECTIONS:
+        report.get(section, {}).pop(model, None)
 
 
 def _record_bootstrap(
-    report: dict[str, Any], model: str, bootstrap_by_split: dict[str, SplitBootstrap]
+    report: dict[str, Any], models: list[str], bootstrap_by_split: dict[str, SplitBootstrap]
 ) -> None:
     (settings,) = {bootstrap.settings for bootstrap in bootstrap_by_split.values()}
     if report.get("bootstrap") != settings.as_json():
@@ -80,9 +112,10 @@ def _record_bootstrap(
     intervals = report.setdefault("intervals", {})
     paired = report.setdefault("paired", {})
     for split, bootstrap in bootstrap_by_split.items():
-        intervals.setdefault(split, {})[model] = {
-            metric: list(bounds) for metric, bounds in bootstrap.intervals[model].items()
-        }
+        for model in models:
+            intervals.setdefault(split, {})[model] = {
+                metric: list(bounds) for metric, bounds in bootstrap.intervals[model].items()
+            }
         for pair, differences in bootstrap.paired.items():
             paired.setdefault(split, {})[pair] = {
                 metric: {"diff": difference.diff, settings.interval_key: list(difference.interval)}
@@ -100,6 +133,7 @@ def format_table(report: dict[str, Any]) -> str:
     blocks = [_split_block(report, split) for split in SPLITS if report.get(split)]
     if not blocks:
         return "(no metrics)"
+    blocks += _beyond_accuracy_block(report) + _segment_blocks(report) + _baselines_block(report)
     settings = report.get("bootstrap")
     if settings and report.get("intervals"):
         blocks.append(
@@ -109,31 +143,101 @@ def format_table(report: dict[str, Any]) -> str:
     return "\n\n".join(blocks)
 
 
+def _grid(title: str, row_label: str, rows: list[tuple[str, list[str]]], headings: list[str]) -> str:
+    """A right-aligned text table: one labelled row per entry of ``rows``, one column per heading."""
+    label_width = max(len(row_label), *(len(label) for label, _ in rows))
+    widths = [
+        max(len(heading), *(len(cells[column]) for _, cells in rows))
+        for column, heading in enumerate(headings)
+    ]
+    header = f"{row_label:<{label_width}}  " + "  ".join(
+        f"{heading:>{width}}" for heading, width in zip(headings, widths, strict=True)
+    )
+    lines = [title, header, "-" * len(header)]
+    for label, cells in rows:
+        lines.append(
+            f"{label:<{label_width}}  "
+            + "  ".join(f"{cell:>{width}}" for cell, width in zip(cells, widths, strict=True))
+        )
+    return "\n".join(lines)
+
+
+def _beyond_accuracy_block(report: dict[str, Any]) -> list[str]:
+    by_model = report.get(BEYOND_ACCURACY) or {}
+    if not by_model:
+        return []
+    models = list(by_model)
+    names = list(dict.fromkeys(name for metrics in by_model.values() for name in metrics))
+    rows = [(name, [_plain_cell(by_model[model].get(name)) for model in models]) for name in names]
+    return [_grid("test top-K lists, beyond accuracy (docs/baselines.md)", "metric", rows, models)]
+
+
+def _segment_blocks(report: dict[str, Any]) -> list[str]:
+    """One compact table per metric: segments down, models across, each with its interval."""
+    by_model = report.get(SEGMENTS) or {}
+    if not by_model:
+        return []
+    models = list(by_model)
+    first = next(iter(by_model.values()))
+    blocks = []
+    for metric in first["metrics"]:
+        rows = []
+        for segmentation, segments in first["by"].items():
+            for segment, entry in segments.items():
+                cells = [str(entry["users"])]
+                for model in models:
+                    cell = by_model[model]["by"].get(segmentation, {}).get(segment, {})
+                    cells.append(_cell(cell.get(metric), cell.get("intervals", {}).get(metric), ""))
+                rows.append((f"{segmentation} {segment}", cells))
+        title = f"test {metric} by segment ({first['note']})"
+        blocks.append(_grid(title, "segment", rows, ["users", *models]))
+    return blocks
+
+
+def _baselines_block(report: dict[str, Any]) -> list[str]:
+    lines = [
+        f"{model}: {entry['parameter']}={entry['chosen']:g} chosen on validation {entry['selected_by']} "
+        f"from {[float(value) for value in entry['grid']]}; fit in {entry['fit_seconds']:.1f} s"
+        for model, entry in (report.get(BASELINES) or {}).items()
+    ]
+    return ["\n".join(lines)] if lines else []
+
+
+def _plain_cell(value: float | None) -> str:
+    return "" if value is None else f"{value:.4f}"
+
+
 def _split_block(report: dict[str, Any], split: str) -> str:
+    """Models and pairs side by side; when that is wider than TABLE_WIDTH, the pairs below."""
     models = report[split]
     intervals = report.get("intervals", {}).get(split, {})
     pairs = report.get("paired", {}).get(split, {})
     names = list(dict.fromkeys(name for metrics in models.values() for name in metrics))
-    columns: list[tuple[str, list[str]]] = []
-    for model, metrics in models.items():
-        cells = [_cell(metrics.get(name), intervals.get(model, {}).get(name), "") for name in names]
-        columns.append((model, cells))
-    for pair, differences in pairs.items():
-        cells = [_cell(*_difference(differences.get(name)), "+") for name in names]
-        columns.append((pair.replace("-", " - "), cells))
-    label_width = max(len("metric"), *(len(name) for name in names))
-    widths = [max(len(heading), *(len(cell) for cell in cells)) for heading, cells in columns]
-    header = f"{'metric':<{label_width}}  " + "  ".join(
-        f"{heading:>{width}}" for (heading, _), width in zip(columns, widths, strict=True)
-    )
+    model_columns = [
+        (model, [_cell(metrics.get(name), intervals.get(model, {}).get(name), "") for name in names])
+        for model, metrics in models.items()
+    ]
+    pair_columns = [
+        (pair.replace("-", " - "), [_cell(*_difference(differences.get(name)), "+") for name in names])
+        for pair, differences in pairs.items()
+    ]
     users = report.get("dataset", {}).get(f"{split}_rows")
-    lines = [f"{split}: {users} users" if users is not None else split, header, "-" * len(header)]
-    for row, name in enumerate(names):
-        lines.append(
-            f"{name:<{label_width}}  "
-            + "  ".join(f"{cells[row]:>{width}}" for (_, cells), width in zip(columns, widths, strict=True))
-        )
-    return "\n".join(lines)
+    title = f"{split}: {users} users" if users is not None else split
+    together = _columns_grid(title, names, model_columns + pair_columns)
+    if not pair_columns or max(len(line) for line in together.splitlines()) <= TABLE_WIDTH:
+        return together
+    return "\n".join(
+        [
+            _columns_grid(title, names, model_columns),
+            "",
+            _columns_grid(f"{split}: paired differences", names, pair_columns),
+        ]
+    )
+
+
+def _columns_grid(title: str, names: list[str], columns: list[tuple[str, list[str]]]) -> str:
+    rows = [(name, [cells[row] for _, cells in columns]) for row, name in enumerate(names)]
+    return _grid(title, "metric", rows, [heading for heading, _ in columns])
 
 
 def _difference(entry: dict[str, Any] | None) -> tuple[float | None, list[float] | None]:

@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 from two_tower_recsys.errors import ConfigError
 from two_tower_recsys.inference.answer_table import TopItems
 from two_tower_recsys.inference.recommender import Exclude, Recommender
+from two_tower_recsys.settings import InferConfig
 from two_tower_recsys.utils.fileio import atomic_path
 
 SCHEMA = pa.schema(
@@ -75,7 +76,7 @@ def top_items_of_every_user(
     recommender: Recommender,
     k: int,
     *,
-    exclude: Exclude = "rated",
+    exclude: Exclude = InferConfig.exclude,
     progress: bool = True,
     workers: int | None = None,
     desc: str = "recommend-all",
@@ -116,7 +117,7 @@ def write_all_recommendations(
     path: Path,
     k: int,
     *,
-    exclude: Exclude = "rated",
+    exclude: Exclude = InferConfig.exclude,
     progress: bool = True,
     workers: int | None = None,
 ) -> BatchSummary:

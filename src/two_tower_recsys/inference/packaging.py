@@ -51,8 +51,9 @@ from two_tower_recsys.artifacts.store import (
 )
 from two_tower_recsys.inference.answer_table import write_answer_table
 from two_tower_recsys.inference.batch import top_items_of_every_user
+from two_tower_recsys.inference.candidates import ann_params
 from two_tower_recsys.inference.pyfunc_model import INDEX_ARTIFACT, RECOMMENDATION_FORMAT, model_config
-from two_tower_recsys.inference.recommender import Recommender, ann_params
+from two_tower_recsys.inference.recommender import Recommender
 from two_tower_recsys.inference.validation import USER_ID, K
 from two_tower_recsys.preprocessing.processed import read_id_mapping
 from two_tower_recsys.settings import InferConfig

@@ -17,12 +17,9 @@ at the end of ``message``) and no stack trace; any other exception would come ba
 the traceback. An unexpected failure is logged here, traceback included, and answered with a
 clean 500.
 
-Concurrent small requests without a history (a server's threads) are answered together in one
-``recommend`` call (:mod:`~two_tower_recsys.inference.request_combiner`): one product reads the
-movie matrix for all of them, and each answer is bit for bit what it would be alone.
-
 Rows the package's answer table holds (:mod:`~two_tower_recsys.inference.answer_table`: known
-users, ``k`` up to ``infer.answer_table_k``, the packaged ``exclude``) are read from it instead.
+users, ``k`` up to ``infer.answer_table_k``, the packaged ``exclude``) are read from it; the others
+are computed by the core, one request per call.
 
 Loading reads the index copy packaged with the model (verified by its manifest): embeddings and
 lookups, no Lightning and no checkpoint. A package that sits inside an artifacts directory
@@ -36,18 +33,16 @@ from pathlib import Path
 from typing import Any
 
 import mlflow.pyfunc
-import numpy as np
 import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INTERNAL_ERROR
 
 from two_tower_recsys.artifacts.store import index_id, refuse_if_stale
 from two_tower_recsys.errors import RequestError
-from two_tower_recsys.inference.recommender import Recommender, UserRecommendations
-from two_tower_recsys.inference.request_combiner import RequestCombiner
+from two_tower_recsys.inference.recommender import Recommender
 from two_tower_recsys.inference.similar import SimilarMovieFinder
-from two_tower_recsys.inference.validation import RequestLimits, RequestRows, asks_similar, parse_similar
-from two_tower_recsys.settings import InferConfig, removed_filter_seen_message, settings_from_mapping
+from two_tower_recsys.inference.validation import RequestLimits, asks_similar, parse_similar
+from two_tower_recsys.settings import InferConfig, settings_from_mapping
 
 log = logging.getLogger(__name__)
 
@@ -73,9 +68,6 @@ MODEL_CONFIG_KEYS = (
     "max_response_items",
     "max_history_items",
 )
-# Requests of at most this many rows (and no history) are combined with concurrent ones: small
-# requests gain most, and a big one would make the small ones queued with it wait for it.
-COMBINED_REQUEST_MAX_ROWS = 64
 
 
 def model_config(infer: InferConfig) -> dict[str, Any]:
@@ -87,8 +79,6 @@ class RecommenderModel(mlflow.pyfunc.PythonModel):
 
     def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
         config = {**model_config(InferConfig()), **(context.model_config or {})}
-        if "filter_seen" in config:
-            raise ValueError(removed_filter_seen_message("model_config key exclude", config["filter_seen"]))
         unknown = sorted(set(config) - set(MODEL_CONFIG_KEYS))
         if unknown:
             raise ValueError(f"unknown model_config key(s): {', '.join(unknown)}")
@@ -100,7 +90,6 @@ class RecommenderModel(mlflow.pyfunc.PythonModel):
         package = index_dir.parents[1]  # <package>/artifacts/index
         built_from = index_id(self.recommender.index.manifest)
         refuse_if_stale(package, built_from, package.parent, "two-tower package-mlflow")
-        self.combiner = RequestCombiner(self._recommend_all)
         self.similar_movies = SimilarMovieFinder(self.recommender.index)
 
     # A DataFrame annotation is one MLflow does not turn into a signature: with a list[...] hint the
@@ -121,14 +110,9 @@ class RecommenderModel(mlflow.pyfunc.PythonModel):
                     answer.as_dict() for answer in self.similar_movies.similar(similar.movie_ids, similar.ks)
                 ]
             rows = self.limits.parse(model_input, self.recommender.n_items)
-            if rows.histories is not None:
-                answers = self._recommend(rows)
-            else:  # in the answer table: no scoring, nothing to combine
-                answers = self.recommender.looked_up(rows.user_ids, rows.ks, self.exclude)
-                if answers is None and len(rows.user_ids) <= COMBINED_REQUEST_MAX_ROWS:
-                    answers = self.combiner(rows)
-                elif answers is None:
-                    answers = self._recommend(rows)
+            answers = self.recommender.recommend(  # answer-table rows are looked up there
+                rows.user_ids, rows.ks, exclude=self.exclude, histories=rows.histories
+            )
             return [answer.as_dict(recommendation_format) for answer in answers]
         except RequestError as exc:
             # The server prefixes `message` with a dump of the request; `detail` stays our one line.
@@ -136,18 +120,3 @@ class RecommenderModel(mlflow.pyfunc.PythonModel):
         except Exception:
             log.exception("recommendation failed")
             raise MlflowException("internal error while recommending", error_code=INTERNAL_ERROR) from None
-
-    def _recommend(self, rows: RequestRows) -> list[UserRecommendations]:
-        return self.recommender.recommend(
-            rows.user_ids, rows.ks, exclude=self.exclude, histories=rows.histories
-        )
-
-    def _recommend_all(self, requests: list[RequestRows]) -> list[list[UserRecommendations]]:
-        """Concurrent requests (without histories) in one call; answers are per row, so unchanged."""
-        answers = self.recommender.recommend(
-            np.concatenate([rows.user_ids for rows in requests]),
-            np.concatenate([rows.ks for rows in requests]),
-            exclude=self.exclude,
-        )
-        ends = np.cumsum([len(rows.user_ids) for rows in requests]).tolist()
-        return [answers[end - len(rows.user_ids) : end] for rows, end in zip(requests, ends, strict=True)]

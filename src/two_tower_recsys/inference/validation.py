@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from two_tower_recsys.errors import RequestError
+from two_tower_recsys.settings import InferConfig
 
 USER_ID, K, HISTORY = "user_id", "k", "history"
 COLUMNS = (USER_ID, K)  # required; HISTORY is optional
@@ -233,7 +234,7 @@ class RequestLimits:
 
     max_rows: int
     max_response_items: int  # sum over rows of k after the clamp
-    max_history_items: int = 10_000  # movieIds in one row's history
+    max_history_items: int = InferConfig.max_history_items  # movieIds in one row's history
 
     def parse(self, frame: pd.DataFrame | Mapping[str, Any], n_items: int) -> RequestRows:
         """Validate a request table (columns user_id and k, optionally history; others are

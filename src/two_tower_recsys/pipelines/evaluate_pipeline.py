@@ -1,38 +1,35 @@
-"""``two-tower evaluate``: measure one model on validation and test with the shared evaluator.
+"""``two-tower evaluate``: measure models on validation and test with the shared evaluator.
 
-``model=popularity`` evaluates the baseline alone; ``model=two_tower`` evaluates the trained
-index in ``paths.artifacts_dir``. Results and their bootstrap intervals are added to
-``metrics.json`` beside other models'. A paired difference needs both models' ranks from one
-process, so this command writes none, and drops the entries naming the re-evaluated model (they
-would no longer describe its metrics); ``two-tower train``, which evaluates both, writes them.
+``model=popularity|ease|als`` evaluates that baseline alone; ``model=two_tower`` evaluates the
+trained index in ``paths.artifacts_dir`` beside the baselines of ``eval.baselines`` (fitted again
+here), with the paired difference of the two-tower against each. Results, intervals, the
+beyond-accuracy metrics and results by segment are added to ``metrics.json`` beside other
+models'; a model re-evaluated alone loses the paired entries naming it (they would no longer
+describe its metrics).
 """
 
 from __future__ import annotations
 
 from two_tower_recsys.artifacts.store import load_index
 from two_tower_recsys.errors import ArtifactError
-from two_tower_recsys.evaluation.report import METRICS_FILE, format_table, update_metrics_file
-from two_tower_recsys.pipelines.evaluation_suite import (
-    bootstrap_on_splits,
-    evaluate_on_splits,
-    evaluate_popularity,
-    evaluate_scorer,
-    evaluation_tasks,
-    metrics_of,
-)
+from two_tower_recsys.evaluation.report import format_table
+from two_tower_recsys.pipelines.baselines import evaluate_baselines
+from two_tower_recsys.pipelines.evaluation_suite import evaluate_on_splits, evaluate_scorer, evaluation_tasks
 from two_tower_recsys.pipelines.hydra_edge import hydra_entry
+from two_tower_recsys.pipelines.model_report import results_of, write_comparison_plots, write_model_report
 from two_tower_recsys.pipelines.trained_scorers import load_checkpoint_module, split_scorers
 from two_tower_recsys.preprocessing.prepare import prepare_dataset
-from two_tower_recsys.settings import AppConfig
+from two_tower_recsys.settings import BASELINES, AppConfig
 
 
 def run(settings: AppConfig) -> None:
     dataset = prepare_dataset(settings.data, settings.paths, progress=settings.trainer.progress_bar)
     progress = settings.trainer.progress_bar
-    if settings.model.name == "popularity":
-        results = evaluate_popularity(
-            evaluation_tasks(dataset), dataset.n_items, settings.eval, progress=progress
-        )
+    tasks = evaluation_tasks(dataset)
+    model = settings.model.name
+    if model in BASELINES:
+        baselines = evaluate_baselines((model,), dataset, tasks, settings, progress=progress)
+        results = results_of(baselines)
     else:
         index = load_index(settings.paths.artifacts_dir)
         trained_on = index.manifest.get("dataset", {}).get("input_md5")
@@ -44,24 +41,22 @@ def run(settings: AppConfig) -> None:
         if index.reads_histories:
             # The index's user vectors read every known positive, test included: score each
             # split from the checkpoint, over only the positives known before it.
-            results = evaluate_on_splits(
+            two_tower = evaluate_on_splits(
                 split_scorers(load_checkpoint_module(settings.paths.artifacts_dir), dataset),
-                evaluation_tasks(dataset),
+                tasks,
                 settings.eval,
                 progress=progress,
-                label="two_tower",
+                label=model,
             )
         else:
-            results = evaluate_scorer(
-                index.scorer(), evaluation_tasks(dataset), settings.eval, progress=progress, label="two_tower"
-            )
-    report = update_metrics_file(
-        settings.paths.artifacts_dir / METRICS_FILE,
-        dataset.stats,
-        settings.model.name,
-        metrics_of(results),
-        bootstrap_on_splits({settings.model.name: results}, settings.eval),
-    )
+            two_tower = evaluate_scorer(index.scorer(), tasks, settings.eval, progress=progress, label=model)
+        baselines = evaluate_baselines(settings.eval.baselines, dataset, tasks, settings, progress=progress)
+        results = {**results_of(baselines), model: two_tower}
+    tuning = {name: run.tuning for name, run in baselines.items()}
+    reference = None if model in BASELINES else model
+    report, _ = write_model_report(dataset, tasks, results, settings, reference=reference, tuning=tuning)
+    if reference is not None:
+        write_comparison_plots(report, results, settings)
     print(format_table(report))
 
 

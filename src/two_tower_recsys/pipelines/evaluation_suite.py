@@ -27,17 +27,25 @@ def evaluate_on_splits(
 ) -> dict[str, EvaluationResult]:
     """``scorers[split]`` evaluated on ``tasks[split]`` for validation and test."""
     return {
-        split: evaluate(
-            scorers[split],
-            tasks[split],
-            recall_ks=eval_cfg.recall_ks,
-            ndcg_ks=eval_cfg.ndcg_ks,
-            batch_size=eval_cfg.batch_size,
-            progress=progress,
-            description=f"{label} {split}",
-        )
+        split: evaluate_split(scorers[split], tasks[split], eval_cfg, progress=progress, label=label)
         for split in SPLITS_EVALUATED
     }
+
+
+def evaluate_split(
+    scorer: Scorer, task: EvaluationTask, eval_cfg: EvalConfig, *, progress: bool, label: str
+) -> EvaluationResult:
+    """One split; on test each user's top-K list is kept too, for the beyond-accuracy metrics."""
+    return evaluate(
+        scorer,
+        task,
+        recall_ks=eval_cfg.recall_ks,
+        ndcg_ks=eval_cfg.ndcg_ks,
+        batch_size=eval_cfg.batch_size,
+        progress=progress,
+        description=f"{label} {task.split}",
+        top_k=max(eval_cfg.beyond_accuracy_ks, default=0) if task.split == TEST else 0,
+    )
 
 
 def evaluate_popularity(

@@ -1,8 +1,9 @@
 """``two-tower train``: the whole job, from raw data to the served index.
 
-data (downloaded only if missing) -> preprocessing -> popularity baseline -> two-tower training
-(Lightning, validated every epoch) -> test metrics of the best epoch -> artifacts, plots,
-metrics.json, all logged to MLflow. ``model=popularity`` stops after the baseline.
+data (downloaded only if missing) -> preprocessing -> the baselines of ``eval.baselines`` ->
+two-tower training (Lightning, validated every epoch) -> test metrics of the best epoch ->
+artifacts, plots, metrics.json, all logged to MLflow. ``model=popularity|ease|als`` evaluates that
+baseline alone and stops.
 """
 
 from __future__ import annotations
@@ -23,11 +24,11 @@ from two_tower_recsys.artifacts.catalogue import with_movies_added
 from two_tower_recsys.artifacts.store import write_index
 from two_tower_recsys.data.movielens import read_movielens_zip
 from two_tower_recsys.evaluation.bootstrap import SplitBootstrap
-from two_tower_recsys.evaluation.evaluator import EvaluationResult
-from two_tower_recsys.evaluation.plots import plot_learning_curves, plot_recall_at_k
-from two_tower_recsys.evaluation.report import METRICS_FILE, format_table, update_metrics_file
+from two_tower_recsys.evaluation.plots import plot_learning_curves
+from two_tower_recsys.evaluation.report import BASELINES, BEYOND_ACCURACY, METRICS_FILE, format_table
 from two_tower_recsys.inference.packaging import package_model, pyfunc_spec, quiet_artifact_transfers
 from two_tower_recsys.models.popularity import popularity_counts
+from two_tower_recsys.pipelines.baselines import BaselineRun, evaluate_baselines
 from two_tower_recsys.pipelines.cold_start import (
     COLD_START,
     ColdStartSplit,
@@ -36,16 +37,14 @@ from two_tower_recsys.pipelines.cold_start import (
     hold_out_movies,
     record_cold_start,
 )
-from two_tower_recsys.pipelines.evaluation_suite import (
-    Tasks,
-    bootstrap_on_splits,
-    bootstrap_settings,
-    evaluate_on_splits,
-    evaluate_popularity,
-    evaluation_tasks,
-    metrics_of,
-)
+from two_tower_recsys.pipelines.evaluation_suite import Tasks, evaluate_on_splits, evaluation_tasks
 from two_tower_recsys.pipelines.hydra_edge import hydra_entry
+from two_tower_recsys.pipelines.model_report import (
+    Results,
+    results_of,
+    write_comparison_plots,
+    write_model_report,
+)
 from two_tower_recsys.pipelines.run_directory import (
     RunStart,
     mark_finished,
@@ -58,8 +57,9 @@ from two_tower_recsys.pipelines.trained_scorers import published_scorer, split_s
 from two_tower_recsys.preprocessing.prepare import prepare_dataset
 from two_tower_recsys.preprocessing.processed import ProcessedDataset
 from two_tower_recsys.preprocessing.rated import rated_pairs
-from two_tower_recsys.preprocessing.split import TEST, VAL
+from two_tower_recsys.preprocessing.split import VAL
 from two_tower_recsys.retrieval.scorers import EmbeddingScorer
+from two_tower_recsys.settings import BASELINES as BASELINE_MODELS
 from two_tower_recsys.settings import AppConfig
 from two_tower_recsys.tracking.mlflow_tracking import TrainingRun, git_commit, resolve_tracking_target
 from two_tower_recsys.training.fit import FitResult, fit_two_tower
@@ -67,9 +67,8 @@ from two_tower_recsys.training.validation import logged_name
 
 log = logging.getLogger(__name__)
 
-POPULARITY, TWO_TOWER = "popularity", "two_tower"
+TWO_TOWER = "two_tower"
 LEARNING_CURVES_PNG = "learning_curves.png"
-RECALL_AT_K_PNG = "recall_at_k_test.png"
 
 
 def run(settings: AppConfig) -> None:
@@ -82,25 +81,25 @@ def run(settings: AppConfig) -> None:
         # A DDP worker started by Lightning's launcher: it only trains.
         fit_model(dataset, settings, None, RunStart(run_directory(settings), resume_point(settings)))
         return
-    # Built once: popularity, per-epoch validation and the final evaluation all use them.
+    # Built once: the baselines, per-epoch validation and the final evaluation all use them.
     tasks = evaluation_tasks(dataset)
-    popularity = evaluate_popularity(
-        tasks, dataset.n_items, settings.eval, progress=settings.trainer.progress_bar
+    alone = settings.model.name in BASELINE_MODELS
+    baselines = evaluate_baselines(
+        (settings.model.name,) if alone else settings.eval.baselines,
+        dataset,
+        tasks,
+        settings,
+        progress=settings.trainer.progress_bar,
     )
-    report = update_metrics_file(
-        settings.paths.artifacts_dir / METRICS_FILE,
-        dataset.stats,
-        POPULARITY,
-        metrics_of(popularity),
-        bootstrap_on_splits({POPULARITY: popularity}, settings.eval),
-    )
-    if settings.model.name == POPULARITY:
+    # Written before training, so a failed training still leaves the baselines' report.
+    report, _ = write_model_report(dataset, tasks, results_of(baselines), settings, tuning=tunings(baselines))
+    if alone:
         print(format_table(report))
         return
     run_start = start_run(settings, dataset.stats["input_md5"])
     tracking = start_tracking(settings, dataset, run_start) if settings.logging.enabled else None
     try:
-        report = train_and_publish(dataset, tasks, settings, popularity, tracking, run_start, cold)
+        report = train_and_publish(dataset, tasks, settings, baselines, tracking, run_start, cold)
     except BaseException:
         if tracking is not None:
             tracking.finish("FAILED")
@@ -111,6 +110,10 @@ def run(settings: AppConfig) -> None:
     print(format_table(report))
     if COLD_START in report:
         print(f"\n{format_cold_start_table(report[COLD_START])}")
+
+
+def tunings(baselines: dict[str, BaselineRun]) -> dict[str, dict[str, Any] | None]:
+    return {name: run.tuning for name, run in baselines.items()}
 
 
 def start_tracking(settings: AppConfig, dataset: ProcessedDataset, run_start: RunStart) -> TrainingRun:
@@ -168,7 +171,7 @@ def train_and_publish(
     dataset: ProcessedDataset,
     tasks: Tasks,
     settings: AppConfig,
-    popularity: dict[str, EvaluationResult],
+    baselines: dict[str, BaselineRun],
     tracking: TrainingRun | None,
     run_start: RunStart,
     cold: ColdStartSplit | None = None,
@@ -186,16 +189,17 @@ def train_and_publish(
     )
     log.info("wrote artifacts to %s (%d files)", settings.paths.artifacts_dir, len(manifest["files"]))
     metrics_path = settings.paths.artifacts_dir / METRICS_FILE
-    results = {TWO_TOWER: two_tower, POPULARITY: popularity}
-    # Both models' ranks are in memory only here: the one place paired differences are computed.
-    bootstrap = bootstrap_on_splits(results, settings.eval, pairs=((TWO_TOWER, POPULARITY),))
-    report = update_metrics_file(metrics_path, dataset.stats, TWO_TOWER, metrics_of(two_tower), bootstrap)
+    results = {**results_of(baselines), TWO_TOWER: two_tower}
+    # Every model's ranks are in memory here: paired differences against the two-tower.
+    report, bootstrap = write_model_report(
+        dataset, tasks, results, settings, reference=TWO_TOWER, tuning=tunings(baselines)
+    )
     if cold is not None:
         report[COLD_START] = cold_start_report(cold, fit, scorer, settings)
         record_cold_start(metrics_path, report[COLD_START])
-    plots = write_plots(fit, popularity, two_tower, settings)
+    plots = [write_learning_curves(fit, settings), *write_comparison_plots(report, results, settings)]
     if tracking is not None:
-        log_results(tracking, fit, results, bootstrap, [*plots, metrics_path])
+        log_results(tracking, fit, results, bootstrap, report, [*plots, metrics_path])
         publish_to_mlflow(tracking, settings)
     return report
 
@@ -282,12 +286,15 @@ def publish_to_mlflow(tracking: TrainingRun, settings: AppConfig) -> None:
 def log_results(
     tracking: TrainingRun,
     fit: FitResult,
-    results_by_model: dict[str, dict[str, EvaluationResult]],
+    results_by_model: Results,
     bootstrap_by_split: dict[str, SplitBootstrap],
+    report: dict[str, Any],
     files: list[Path],
 ) -> None:
     """Final metrics as ``{split}_{model}_recall_at_50`` with ``_ci_low`` / ``_ci_high`` beside,
-    and paired differences as ``{split}_{a}_minus_{b}_recall_at_50_diff`` / ``_ci_low`` / ``_ci_high``.
+    paired differences as ``{split}_{a}_minus_{b}_recall_at_50_diff`` / ``_ci_low`` / ``_ci_high``,
+    beyond-accuracy metrics as ``test_{model}_coverage_at_10`` and a baseline's chosen
+    regularisation as ``{model}_chosen_{parameter}``.
     """
     logged: dict[str, float] = {"best_epoch": fit.best_epoch}
     for model, results in results_by_model.items():
@@ -301,6 +308,18 @@ def log_results(
             for name, difference in differences.items():
                 logged[f"{logged_name(name, prefix)}_diff"] = difference.diff
             logged.update(_bounds_metrics(prefix, {name: d.interval for name, d in differences.items()}))
+    for model, metrics in report.get(BEYOND_ACCURACY, {}).items():
+        if model in results_by_model:
+            logged.update(
+                {
+                    logged_name(name, f"test_{model}"): value
+                    for name, value in metrics.items()
+                    if value is not None
+                }
+            )
+    for model, tuning in report.get(BASELINES, {}).items():
+        if model in results_by_model:
+            logged[f"{model}_chosen_{tuning['parameter']}"] = tuning["chosen"]
     tracking.log_metrics(logged)
     for path in files:
         tracking.log_artifact(path)
@@ -314,33 +333,20 @@ def _bounds_metrics(prefix: str, intervals: dict[str, tuple[float, float]]) -> d
     return bounds
 
 
-def write_plots(
-    fit: FitResult,
-    popularity: dict[str, EvaluationResult],
-    two_tower: dict[str, EvaluationResult],
-    settings: AppConfig,
-) -> list[Path]:
-    plots_dir = settings.paths.plots_dir
+def write_learning_curves(fit: FitResult, settings: AppConfig) -> Path:
     monitor = f"recall@{settings.trainer.monitor_k}"
     curves = {
         name: [record.metrics[name] for record in fit.history]
         for name in (monitor, f"ndcg@{settings.trainer.monitor_k}")
         if all(name in record.metrics for record in fit.history)
     }
-    return [
-        plot_learning_curves(
-            [record.epoch for record in fit.history],
-            [record.train_loss for record in fit.history],
-            curves,
-            plots_dir / LEARNING_CURVES_PNG,
-            best_epoch=fit.best_epoch,
-        ),
-        plot_recall_at_k(
-            {TWO_TOWER: two_tower[TEST].ranks, POPULARITY: popularity[TEST].ranks},
-            plots_dir / RECALL_AT_K_PNG,
-            bands=bootstrap_settings(settings.eval),
-        ),
-    ]
+    return plot_learning_curves(
+        [record.epoch for record in fit.history],
+        [record.train_loss for record in fit.history],
+        curves,
+        settings.paths.plots_dir / LEARNING_CURVES_PNG,
+        best_epoch=fit.best_epoch,
+    )
 
 
 def _plain(value: Any) -> Any:

@@ -111,12 +111,6 @@ def _latest_per_pair(positives: Positives) -> np.ndarray | None:
     return np.sort(order[last_of_pair])
 
 
-def select_positives(ratings: pl.DataFrame, params: FilterParams) -> Positives:
-    """Positives of users and movies that each have enough positives (counted before filtering)."""
-    positives, kept_rows = _positives_and_kept_rows(ratings, params)
-    return positives if kept_rows is None else positives.take(kept_rows)
-
-
 def _positives_and_kept_rows(
     ratings: pl.DataFrame, params: FilterParams
 ) -> tuple[Positives, np.ndarray | None]:

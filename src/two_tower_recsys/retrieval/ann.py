@@ -37,6 +37,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from two_tower_recsys.settings import InferConfig
+
 log = logging.getLogger(__name__)
 
 HNSW_FILE = "items_hnsw.npz"
@@ -44,10 +46,13 @@ HNSW_FILE = "items_hnsw.npz"
 
 @dataclass(frozen=True)
 class HnswParams:
-    m: int = 32  # graph degree: memory is ~2 x M x 4 bytes per movie on top of the vectors
-    ef_construction: int = 200  # build-time beam: higher builds slower, a better graph
-    ef_search: int = 1024  # query-time beam (at least k): the recall / latency knob
-    norm_ranges: int = 4  # groups of items by norm, one graph each (see the module docstring)
+    """The graphs' settings; the defaults are ``infer.hnsw_*``'s (:class:`InferConfig`)."""
+
+    m: int = InferConfig.hnsw_m  # graph degree: memory is ~2 x M x 4 bytes per movie beside the vectors
+    ef_construction: int = InferConfig.hnsw_ef_construction  # build-time beam: slower build, better graph
+    ef_search: int = InferConfig.hnsw_ef_search  # query-time beam (at least k): the recall / latency knob
+    # Groups of items by norm, one graph each (see the module docstring).
+    norm_ranges: int = InferConfig.hnsw_norm_ranges
 
     file_name: ClassVar[str] = HNSW_FILE
 
@@ -157,16 +162,32 @@ class HnswSearcher:
     def write(self, path: Path) -> None:
         write_hnsw(self.index, path)
 
-    def search(self, queries: np.ndarray, k: int) -> np.ndarray:
-        """int64 [len(queries), k x groups] candidate items, unordered; -1 pads a short row.
+    def candidate_counts(self, k: int | np.ndarray, n_hidden: int | np.ndarray = 0) -> np.ndarray:
+        """``k + n_hidden`` from each graph (all of a smaller one): the best may all share one norm range."""
+        per_graph = np.asarray(k, dtype=np.int64) + n_hidden
+        return sum((np.minimum(per_graph, len(ids)) for ids in self.index.item_ids), np.zeros_like(per_graph))
 
-        Each group returns its own best ``k`` by inner product; the caller scores and merges them.
+    def search(self, queries: np.ndarray, k: int | np.ndarray, n_hidden: int | np.ndarray = 0) -> np.ndarray:
+        """int64 [len(queries), the largest count] candidate items, graph by graph; -1 pads.
+
+        Each graph returns its own best ``k + n_hidden`` by inner product, best first; the caller
+        scores and merges them. A search's beam is ``max(efSearch, its k)`` wide, so rows wanting
+        more than ``ef_search`` are searched apart, each with its own width: a row's candidates
+        never depend on the other rows'.
         """
-        parameters = self._faiss.SearchParametersHNSW(efSearch=max(self.ef_search, k))
+        wanted = np.broadcast_to(np.asarray(k, dtype=np.int64) + n_hidden, (len(queries),))
+        beams = np.maximum(wanted, self.ef_search)
         lifted = np.zeros((len(queries), queries.shape[1] + 1), dtype=np.float32)
         lifted[:, :-1] = queries
+        width = int(wanted.max(initial=0))
         found = []
         for graph, ids in zip(self.index.graphs, self.index.item_ids, strict=True):
-            _, labels = graph.search(lifted, min(k, len(ids)), params=parameters)
+            labels = np.full((len(queries), min(width, len(ids))), -1, dtype=np.int64)
+            for beam in np.unique(beams).tolist():
+                rows = np.flatnonzero(beams == beam)
+                graph_width = min(int(wanted[rows].max()), len(ids))
+                parameters = self._faiss.SearchParametersHNSW(efSearch=beam)
+                _, labels[rows, :graph_width] = graph.search(lifted[rows], graph_width, params=parameters)
+            labels[np.arange(labels.shape[1]) >= wanted[:, None]] = -1
             found.append(np.where(labels >= 0, ids[np.maximum(labels, 0)], -1))
         return np.hstack(found)

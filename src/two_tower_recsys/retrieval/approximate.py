@@ -15,11 +15,21 @@ import numpy as np
 
 
 class CandidateSearcher(Protocol):
+    """Candidates for each query's top ``k`` once ``n_hidden`` of them are dropped (the movies a
+    user must not get), fetched for that row alone: a row's candidates do not depend on the
+    other rows' ``k`` or ``n_hidden`` (up to ties in the approximate order at its last one).
+    ``k`` and ``n_hidden``: one int for every query, or one per query."""
+
     @property
     def n_items(self) -> int: ...
 
-    def search(self, queries: np.ndarray, k: int) -> np.ndarray:
-        """int64 [len(queries), width >= k] candidate item indices, -1 padding a short row."""
+    def candidate_counts(self, k: int | np.ndarray, n_hidden: int | np.ndarray = 0) -> np.ndarray:
+        """int64: how many candidates :meth:`search` proposes for each (``k``, ``n_hidden``)."""
+        ...
+
+    def search(self, queries: np.ndarray, k: int | np.ndarray, n_hidden: int | np.ndarray = 0) -> np.ndarray:
+        """int64 [len(queries), the largest count] distinct candidate item indices per row; -1
+        pads a row past its own count or where the index found fewer."""
         ...
 
     def write(self, path: Path) -> None: ...

@@ -25,6 +25,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from two_tower_recsys.settings import InferConfig
+
 log = logging.getLogger(__name__)
 
 PQ_FILE = "items_pq.npy"  # the serialised faiss index, as a uint8 array
@@ -43,7 +45,8 @@ def _faiss():
 
 @dataclass(frozen=True)
 class PqParams:
-    refine_factor: int = 10  # candidates per wanted item, scored exactly: the recall / latency knob
+    # Candidates per wanted item, scored exactly: the recall / latency knob (infer.pq_refine_factor).
+    refine_factor: int = InferConfig.pq_refine_factor
 
     file_name: ClassVar[str] = PQ_FILE
 
@@ -108,8 +111,21 @@ class PqSearcher:
         with open(path, "wb") as handle:
             np.save(handle, _faiss().serialize_index(self.index))
 
-    def search(self, queries: np.ndarray, k: int) -> np.ndarray:
-        """int64 [len(queries), refine_factor x k] candidate items, best code first; -1 pads a short row."""
-        width = min(self.refine_factor * k, self.n_items)
+    def candidate_counts(self, k: int | np.ndarray, n_hidden: int | np.ndarray = 0) -> np.ndarray:
+        """``refine_factor`` codes per wanted item, one more per hidden one: at most the catalogue.
+
+        The hidden movies are not multiplied: however many of them rank among the best codes, the
+        refine factor is still left for the ``k`` wanted.
+        """
+        return np.minimum(self.refine_factor * np.asarray(k, dtype=np.int64) + n_hidden, self.n_items)
+
+    def search(self, queries: np.ndarray, k: int | np.ndarray, n_hidden: int | np.ndarray = 0) -> np.ndarray:
+        """int64 [len(queries), the largest count] candidate items, best code first; -1 pads a row
+        past its own count (one search as wide as the widest row, each row cut to its own)."""
+        counts = np.broadcast_to(self.candidate_counts(k, n_hidden), (len(queries),))
+        width = int(counts.max(initial=0))
+        if width == 0:
+            return np.zeros((len(queries), 0), dtype=np.int64)
         _, labels = self.index.search(np.ascontiguousarray(queries, dtype=np.float32), width)
+        labels[np.arange(width) >= counts[:, None]] = -1
         return labels

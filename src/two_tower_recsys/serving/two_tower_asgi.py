@@ -37,8 +37,11 @@ ASGIApp = Callable[[MutableMapping[str, Any], Receive, Send], Awaitable[None]]
 
 INVOCATIONS = "/invocations"
 ACCEPTED_TYPES = "application/json, text/csv or application/vnd.apache.parquet"
-# Text that marks a Python traceback, or a file path inside one, in an answer's body.
-TRACEBACK_MARKERS = ("Traceback (most recent call last)", 'File "', "site-packages")
+# The first line of every traceback Python formats (traceback.print_exc and format_exc, which
+# MLflow uses; exception groups too). Nothing looser: an error message quotes the request's own
+# text (MLflow's begins "Failed to predict data '<the request's table>'"), which may well hold
+# 'File "' or a path, and that message must reach the client as it is.
+TRACEBACK_HEADER = "Traceback (most recent call last)"
 # The error_code MLflow serialises with each status, for the answers the guard writes itself.
 NO_CONTENT_TYPE = {
     "error_code": "BAD_REQUEST",
@@ -129,7 +132,7 @@ def clean_error_body(status: int, body: bytes, start: Message) -> tuple[bytes, b
 
 
 def _looks_like_a_traceback(text: str) -> bool:
-    return any(marker in text for marker in TRACEBACK_MARKERS)
+    return TRACEBACK_HEADER in text
 
 
 def _start(status: int, body: bytes, content_type: bytes) -> Message:

@@ -1,7 +1,9 @@
 """Per-epoch validation through the shared evaluator, as a Lightning callback.
 
 Under DDP each process ranks its share of the validation users and the ranks are gathered,
-so the metrics are exactly those of a single-process evaluation.
+so the metrics are exactly those of a single-process evaluation. A single process goes through
+the same gathering (Lightning's single-device gather returns its input), so every fit, tests
+included, runs the code that DDP runs.
 """
 
 from __future__ import annotations
@@ -73,8 +75,7 @@ class RetrievalValidation(L.Callback):
             progress=self.progress and trainer.is_global_zero,
             description=f"validation epoch {trainer.current_epoch}",
         )
-        if trainer.world_size > 1:
-            ranks = gather_ranks(trainer, ranks, len(self.task.users))
+        ranks = gather_ranks(trainer, ranks, len(self.task.users))
         metrics = summarize(ranks, self.recall_ks, self.ndcg_ks)
         logged = {logged_name(name, "val"): value for name, value in metrics.items()}
         for name, value in logged.items():
@@ -106,9 +107,13 @@ class RetrievalValidation(L.Callback):
 
 
 def gather_ranks(trainer: L.Trainer, local_ranks: np.ndarray, total: int) -> np.ndarray:
-    """Collect every process's ranks (shards differ in length by at most one user)."""
+    """Collect every process's ranks (shards differ in length by at most one user).
+
+    The padded tensor lives on the module's device: NCCL, the GPU backend, gathers only CUDA
+    tensors (gloo, on CPU, takes either).
+    """
     width = -(-total // trainer.world_size)
-    padded = torch.full((width,), -1, dtype=torch.int64)
+    padded = torch.full((width,), -1, dtype=torch.int64, device=trainer.lightning_module.device)
     padded[: len(local_ranks)] = torch.from_numpy(local_ranks)
     gathered = trainer.strategy.all_gather(padded).reshape(-1).cpu().numpy()
     return gathered[gathered >= 0]
