@@ -16,6 +16,7 @@ import polars as pl
 import torch
 
 from two_tower_recsys.artifacts.store import write_index
+from two_tower_recsys.models.components.content import ContentEncoder
 from two_tower_recsys.models.components.sequence_tower import SequenceTower, TowerShape
 
 ML20M_USERS, ML20M_MOVIES = 138_493, 27_278
@@ -33,6 +34,7 @@ def write_random_index(
     item_embeddings: torch.Tensor | None = None,
     user_embeddings: torch.Tensor | None = None,
     history_tower: TowerShape | None = None,
+    movie_content: ContentEncoder | None = None,
 ) -> dict[str, Any]:
     """Write a random index to ``directory``; user ids are 1..n_users, movie ids 1..n_items.
 
@@ -42,6 +44,8 @@ def write_random_index(
     closer to trained; or integer-valued, so that every score is exact whatever the summation order).
     ``history_tower``: ship a randomly initialised sequence user tower of this shape, so that
     requests may carry fresh histories (the stored user vectors stay random).
+    ``movie_content``: ship this content encoder (a movie tower that reads content), so that
+    movies can be added (``two-tower add-movies``).
     """
     rng = np.random.default_rng(seed)
     generator = torch.Generator().manual_seed(seed)
@@ -84,6 +88,7 @@ def write_random_index(
         provenance={"dataset": {"name": "random", "seed": seed}},
         rated_pairs=rated,
         history_tower=tower,
+        movie_content=movie_content,
     )
 
 

@@ -21,6 +21,8 @@ COMMANDS = {
     ),
     "synth": ("synth_pipeline", "write a synthetic MovieLens-format zip (data=synthetic ...)"),
     "infer": ("infer_pipeline", "print the top-K movies for infer.user_id as JSON"),
+    "similar": ("similar_pipeline", "print the infer.k movies most like infer.movie_id as JSON"),
+    "add-movies": ("add_movies_pipeline", "add the movies of paths.new_movies to the trained index"),
     "recommend-all": ("recommend_all_pipeline", "write the top-K of every user to paths.recommendations"),
     "export-onnx": ("export_onnx_pipeline", "export the scorer to artifacts/model_scoring.onnx"),
     "package-mlflow": (

@@ -117,6 +117,7 @@ class PathsConfig:
     onnx_model: Path = Path("artifacts/model_scoring.onnx")  # (user_idx, item_idx) -> score
     mlflow_model_dir: Path = Path("artifacts/mlflow_model")  # the pyfunc package that is served
     recommendations: Path = Path("artifacts/recommendations.parquet")  # written by recommend-all
+    new_movies: Path | None = None  # two-tower add-movies: a movies.csv of movies to add to the index
 
 
 BASELINES = ("popularity", "ease", "als")
@@ -145,8 +146,15 @@ class EvalConfig:
     # Beyond-accuracy metrics (coverage, popularity bias, novelty) of the test top-K lists.
     beyond_accuracy_ks: tuple[int, ...] = (10, 50)
     segment_k: int = 50  # Recall@K and NDCG@K by user history length and movie popularity
+    # > 0: hold this share of the movies out of training entirely and report how well new movies
+    # are ranked (pipelines/cold_start.py); the warm metrics are then those of the other movies.
+    cold_start_share: float = 0.0
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.cold_start_share < 1.0:
+            raise ConfigError(
+                f"eval.cold_start_share must be in [0, 1) (0: off), got {self.cold_start_share}"
+            )
         _freeze_lists(self, "recall_ks", "ndcg_ks", "baselines", "ease_l2_grid")
         _freeze_lists(self, "als_regularization_grid", "beyond_accuracy_ks")
         _require_positive(
@@ -202,11 +210,23 @@ class ModelConfig:
     # user_tower=sequence, negatives=full only: a target's earlier movies in its training window
     # (the same user's positives, never ranked for them) are not negatives.
     hide_earlier_positives: bool = False
+    # What the movie tower reads: id (a learned embedding per trained movie) and/or content,
+    # genres, year, title (models/components/content.py); the movie vector is their sum.
+    item_features: tuple[str, ...] = ("id",)
+    # With id and content: the share of training rows whose id embedding is left out, so that the
+    # content part learns to stand alone (what a new movie has); 0: always id + content.
+    id_dropout: float = 0.0
+
+    @property
+    def reads_content(self) -> bool:
+        return any(feature != "id" for feature in self.item_features)
 
     def __post_init__(self) -> None:
         _require_choice("model.name", self.name, MODEL_NAMES)
         _require_choice("model.user_tower", self.user_tower, USER_TOWERS)
         _require_choice("model.negatives", self.negatives, NEGATIVES)
+        _freeze_lists(self, "item_features")
+        self._check_item_features()
         _require_positive(
             "model",
             embedding_dim=self.embedding_dim,
@@ -230,6 +250,31 @@ class ModelConfig:
             raise ConfigError(
                 "model.hide_earlier_positives needs model.user_tower=sequence and model.negatives=full, "
                 f"got user_tower={self.user_tower}, negatives={self.negatives}"
+            )
+
+    def _check_item_features(self) -> None:
+        known = ("id", "genres", "year", "title")
+        unknown = [feature for feature in self.item_features if feature not in known]
+        if unknown:
+            raise ConfigError(
+                f"model.item_features: unknown feature {unknown[0]!r}; choose from {', '.join(known)} "
+                "(tags and the tag genome are not read yet)"
+            )
+        if not self.item_features or len(set(self.item_features)) != len(self.item_features):
+            raise ConfigError(
+                "model.item_features must name each feature once, at least one, "
+                f"got {list(self.item_features)}"
+            )
+        if not 0.0 <= self.id_dropout < 1.0:
+            raise ConfigError(f"model.id_dropout must be in [0, 1), got {self.id_dropout}")
+        if self.id_dropout and not (self.reads_content and "id" in self.item_features):
+            raise ConfigError(
+                "model.id_dropout needs model.item_features with id and content, e.g. [id,genres]"
+            )
+        if self.reads_content and self.user_tower != "id":
+            raise ConfigError(
+                "model.item_features with content needs model.user_tower=id (the sequence tower reads "
+                "the movie id table only)"
             )
 
 
@@ -303,6 +348,7 @@ class LoggingConfig:
 @dataclass(frozen=True)
 class InferConfig:
     user_id: int = 1
+    movie_id: int = 1  # two-tower similar: the movie whose nearest movies are printed
     k: int = 10
     # A sequence user tower only: movieIds the user liked, most recent last; the user vector is
     # computed from them instead of the stored one (e.g. infer.history=[296,318,593]).

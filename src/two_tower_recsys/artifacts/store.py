@@ -35,6 +35,7 @@ import polars as pl
 import torch
 
 from two_tower_recsys.errors import ArtifactError
+from two_tower_recsys.models.components.content import ContentEncoder, ContentVocabulary
 from two_tower_recsys.models.components.sequence_tower import SequenceTower
 from two_tower_recsys.models.components.user_encoders import HistoryUserEncoder, history_encoder_class
 from two_tower_recsys.preprocessing.processed import read_id_mapping, write_id_mapping
@@ -64,6 +65,9 @@ HISTORY_TOWER = "history_tower.pt"  # only for a user tower that reads histories
 # Manifest keys beside it: the tower's index_settings(), and its kind (absent before a second
 # kind existed: such an index holds a sequence tower).
 HISTORY_TOWER_SETTINGS, HISTORY_TOWER_KIND = "history_tower", "history_tower_kind"
+# Only for a movie tower that reads content: its ContentEncoder's weights, and beside it in the
+# manifest its vocabulary; what gives a movie added later its vector (models/components/content.py).
+MOVIE_CONTENT, MOVIE_CONTENT_VOCABULARY = "movie_content.pt", "movie_content"
 INDEX_FILES = (
     ITEM_EMBEDDINGS,
     USER_EMBEDDINGS,
@@ -103,6 +107,8 @@ class RetrievalIndex:
     # A user tower that reads histories (eval mode) over item_embeddings: user vectors of fresh
     # histories. None: the model's user tower reads user indices.
     history_tower: HistoryUserEncoder | None = None
+    # The movie tower's content encoder (None: the movie tower reads ids only).
+    movie_content: ContentEncoder | None = None
 
     @property
     def n_items(self) -> int:
@@ -146,12 +152,14 @@ def write_index(
     provenance: dict[str, Any],
     rated_pairs: pl.DataFrame | None = None,
     history_tower: HistoryUserEncoder | None = None,
+    movie_content: ContentEncoder | None = None,
 ) -> dict[str, Any]:
     """Stage every file, then commit them to ``directory`` with the manifest last.
 
     ``seen_pairs`` are the positives (user_idx, item_idx); ``rated_pairs`` every rating, positive
     or not (None: the positives are all that is known). The rated set stored is their union.
     ``history_tower``: a user tower that reads histories, whose movie table is ``item_embeddings``.
+    ``movie_content``: the movie tower's content encoder, which gives movies added later a vector.
     """
     with staged_directory(directory) as staging:
         if checkpoint is not None:
@@ -175,6 +183,9 @@ def write_index(
                 HISTORY_TOWER_SETTINGS: history_tower.index_settings(),
                 HISTORY_TOWER_KIND: history_tower.kind,
             }
+        if movie_content is not None:
+            torch.save(movie_content.state_dict(), staging / MOVIE_CONTENT)
+            provenance = {**provenance, MOVIE_CONTENT_VOCABULARY: movie_content.vocabulary.as_dict()}
         manifest = write_manifest(
             staging,
             {
@@ -196,8 +207,10 @@ def write_index(
 
 
 def _index_files(manifest: dict[str, Any]) -> tuple[str, ...]:
-    """The files that make up an index: every index has INDEX_FILES, a history-reading tower's one more."""
-    return (*INDEX_FILES, HISTORY_TOWER) if stores_history_tower(manifest) else INDEX_FILES
+    """The files that make up an index: every index has INDEX_FILES, a history-reading tower's one
+    more, a content-reading movie tower's one more."""
+    listed = manifest.get("files", {})
+    return (*INDEX_FILES, *(name for name in (HISTORY_TOWER, MOVIE_CONTENT) if name in listed))
 
 
 def stores_history_tower(manifest: dict[str, Any]) -> bool:
@@ -305,7 +318,21 @@ def load_index(directory: Path) -> RetrievalIndex:
         manifest=manifest,
         rated=_load_pairs(directory / RATED_ITEMS),
         history_tower=_load_history_tower(directory, manifest, item_embeddings),
+        movie_content=_load_movie_content(directory, manifest, int(item_embeddings.shape[1])),
     )
+
+
+def _load_movie_content(directory: Path, manifest: dict[str, Any], dim: int) -> ContentEncoder | None:
+    if MOVIE_CONTENT not in manifest.get("files", {}):
+        return None
+    try:
+        vocabulary = ContentVocabulary.from_dict(manifest[MOVIE_CONTENT_VOCABULARY])
+        encoder = ContentEncoder(vocabulary, dim)
+        encoder.load_state_dict(torch.load(directory / MOVIE_CONTENT, weights_only=True))
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        path = directory / MOVIE_CONTENT
+        raise ArtifactError(f"{path} does not load as a content encoder: {exc}") from None
+    return encoder.eval()
 
 
 def _load_history_tower(

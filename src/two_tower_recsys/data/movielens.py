@@ -61,6 +61,28 @@ def read_movielens_zip(path: Path) -> MovieLensTables:
     return MovieLensTables(ratings=ratings, movies=movies.unique("movieId", keep="first"))
 
 
+def read_movies_csv(path: Path) -> pl.DataFrame:
+    """A movies.csv file (movieId, title, genres) as it is, duplicates kept: rows to check."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path} does not exist")
+    with path.open(encoding="utf-8", errors="replace") as stream:
+        columns = [name.strip().strip('"') for name in stream.readline().lstrip("\ufeff").strip().split(",")]
+    missing = [name for name in MOVIES_SCHEMA if name not in columns]
+    if missing:
+        raise DataError(f"{path} is missing column(s) {', '.join(missing)} (found: {', '.join(columns)})")
+    try:
+        table = pacsv.read_csv(
+            path,
+            convert_options=pacsv.ConvertOptions(
+                column_types=MOVIES_SCHEMA, include_columns=list(MOVIES_SCHEMA), strings_can_be_null=True
+            ),
+        )
+    except pa.ArrowInvalid as exc:
+        raise DataError(f"{path}: {_describe_arrow_error(str(exc), columns)}") from None
+    return pl.from_arrow(table)
+
+
 def _find_member(archive: zipfile.ZipFile, filename: str) -> str | None:
     """The shallowest member called ``filename`` (macOS zips add ``__MACOSX/`` copies)."""
     candidates = [

@@ -6,6 +6,11 @@ one answer per row, in order, each ``{"user_id", "k", "fallback", "recommendatio
 ``unknown_history_items`` for a row that sent a history) exactly as
 :meth:`UserRecommendations.as_dict` (the CLI prints the same).
 
+A table with columns ``movie_id`` and ``k`` instead (no ``user_id``) asks for similar movies:
+one answer per row, ``{"movie_id", "title", "k", "similar": [[movieId, score, title], ...]}``
+as :meth:`SimilarMovies.as_dict` (``two-tower similar`` prints the same); an unknown movie_id is
+a 400 naming the row.
+
 Errors: a bad request raises :class:`MlflowException` with ``INVALID_PARAMETER_VALUE``, which the
 scoring server answers with a 400 whose JSON body carries our one-line reason (in ``detail``, and
 at the end of ``message``) and no stack trace; any other exception would come back as a 400 *with*
@@ -35,7 +40,8 @@ from mlflow.protos.databricks_pb2 import INTERNAL_ERROR
 from two_tower_recsys.artifacts.store import index_id, refuse_if_stale
 from two_tower_recsys.errors import RequestError
 from two_tower_recsys.inference.recommender import Recommender
-from two_tower_recsys.inference.validation import RequestLimits
+from two_tower_recsys.inference.similar import SimilarMovieFinder
+from two_tower_recsys.inference.validation import RequestLimits, asks_similar, parse_similar
 from two_tower_recsys.settings import InferConfig, settings_from_mapping
 
 log = logging.getLogger(__name__)
@@ -84,6 +90,7 @@ class RecommenderModel(mlflow.pyfunc.PythonModel):
         package = index_dir.parents[1]  # <package>/artifacts/index
         built_from = index_id(self.recommender.index.manifest)
         refuse_if_stale(package, built_from, package.parent, "two-tower package-mlflow")
+        self.similar_movies = SimilarMovieFinder(self.recommender.index)
 
     # A DataFrame annotation is one MLflow does not turn into a signature: with a list[...] hint the
     # server would demand {"inputs": ...} requests instead of dataframe_split / dataframe_records.
@@ -97,6 +104,11 @@ class RecommenderModel(mlflow.pyfunc.PythonModel):
         # params: {"recommendation_format": "structs"} for Spark (see SPARK_RESULT_TYPE)
         recommendation_format = (params or {}).get(RECOMMENDATION_FORMAT, "triples")
         try:
+            if asks_similar(model_input):
+                similar = parse_similar(model_input, self.limits, self.recommender.n_items)
+                return [
+                    answer.as_dict() for answer in self.similar_movies.similar(similar.movie_ids, similar.ks)
+                ]
             rows = self.limits.parse(model_input, self.recommender.n_items)
             answers = self.recommender.recommend(  # answer-table rows are looked up there
                 rows.user_ids, rows.ks, exclude=self.exclude, histories=rows.histories

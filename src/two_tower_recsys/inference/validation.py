@@ -24,6 +24,7 @@ from two_tower_recsys.settings import InferConfig
 
 USER_ID, K, HISTORY = "user_id", "k", "history"
 COLUMNS = (USER_ID, K)  # required; HISTORY is optional
+MOVIE_ID = "movie_id"  # a similar-movies request: columns movie_id and k instead
 _REQUEST_COLUMNS = list(COLUMNS)
 _INT64 = np.iinfo(np.int64)
 
@@ -262,3 +263,44 @@ class RequestLimits:
             frame.iloc[:, names.index(HISTORY)].tolist(), len(frame), self.max_history_items
         )
         return RequestRows(rows.user_ids, rows.ks, histories)
+
+
+def asks_similar(frame: pd.DataFrame | Mapping[str, Any]) -> bool:
+    """Whether a request asks for similar movies (a ``movie_id`` column, no ``user_id``)."""
+    names = [str(name) for name in (frame.columns if isinstance(frame, pd.DataFrame) else frame)]
+    return MOVIE_ID in names and USER_ID not in names
+
+
+@dataclass(frozen=True)
+class SimilarRows:
+    """A validated similar-movies request: one (movie_id, k) per row, in the order they came."""
+
+    movie_ids: np.ndarray  # int64 (not yet looked up in the catalogue)
+    ks: np.ndarray  # int64, positive
+
+
+def parse_similar(
+    frame: pd.DataFrame | Mapping[str, Any], limits: RequestLimits, n_items: int
+) -> SimilarRows:
+    """Columns ``movie_id`` and ``k`` (others ignored), within the same size limits as user requests."""
+    frame = as_table(frame)
+    names = [str(name) for name in frame.columns]
+    duplicated = sorted(name for name, count in Counter(names).items() if count > 1)
+    if duplicated:
+        raise RequestError(f"column(s) {', '.join(duplicated)} appear more than once")
+    if K not in names:
+        raise RequestError("missing column k; a similar-movies request has columns movie_id and k")
+    if len(frame) == 0:
+        raise RequestError("the request has no rows; send at least one [movie_id, k] row")
+    if len(frame) > limits.max_rows:
+        raise RequestError(f"the request has {len(frame)} rows; at most {limits.max_rows} are allowed")
+    movie_ids = integer_column(frame.iloc[:, names.index(MOVIE_ID)], MOVIE_ID)
+    ks = integer_column(frame.iloc[:, names.index(K)], K)
+    _check_positive(ks)
+    items = int(np.minimum(ks, n_items).sum())
+    if items > limits.max_response_items:
+        raise RequestError(
+            f"the request asks for {items} similar movies in all (rows x k); at most "
+            f"{limits.max_response_items} are allowed: send fewer rows or a smaller k"
+        )
+    return SimilarRows(movie_ids, ks)

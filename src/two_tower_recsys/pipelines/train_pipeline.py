@@ -16,16 +16,27 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+import torch
 import yaml
 from lightning.pytorch.utilities import rank_zero_only
 
+from two_tower_recsys.artifacts.catalogue import with_movies_added
 from two_tower_recsys.artifacts.store import write_index
+from two_tower_recsys.data.movielens import read_movielens_zip
 from two_tower_recsys.evaluation.bootstrap import SplitBootstrap
 from two_tower_recsys.evaluation.plots import plot_learning_curves
 from two_tower_recsys.evaluation.report import BASELINES, BEYOND_ACCURACY, METRICS_FILE, format_table
 from two_tower_recsys.inference.packaging import package_model, pyfunc_spec, quiet_artifact_transfers
 from two_tower_recsys.models.popularity import popularity_counts
 from two_tower_recsys.pipelines.baselines import BaselineRun, evaluate_baselines
+from two_tower_recsys.pipelines.cold_start import (
+    COLD_START,
+    ColdStartSplit,
+    evaluate_cold_start,
+    format_cold_start_table,
+    hold_out_movies,
+    record_cold_start,
+)
 from two_tower_recsys.pipelines.evaluation_suite import Tasks, evaluate_on_splits, evaluation_tasks
 from two_tower_recsys.pipelines.hydra_edge import hydra_entry
 from two_tower_recsys.pipelines.model_report import (
@@ -45,6 +56,7 @@ from two_tower_recsys.pipelines.run_directory import (
 from two_tower_recsys.pipelines.trained_scorers import published_scorer, split_scorers
 from two_tower_recsys.preprocessing.prepare import prepare_dataset
 from two_tower_recsys.preprocessing.processed import ProcessedDataset
+from two_tower_recsys.preprocessing.rated import rated_pairs
 from two_tower_recsys.preprocessing.split import VAL
 from two_tower_recsys.retrieval.scorers import EmbeddingScorer
 from two_tower_recsys.settings import BASELINES as BASELINE_MODELS
@@ -61,6 +73,10 @@ LEARNING_CURVES_PNG = "learning_curves.png"
 
 def run(settings: AppConfig) -> None:
     dataset = prepare_dataset(settings.data, settings.paths, progress=settings.trainer.progress_bar)
+    cold = None
+    if settings.eval.cold_start_share:  # every process trains without the held-out movies
+        cold = hold_out_movies(dataset, settings.eval.cold_start_share, settings.seed)
+        dataset = cold.warm
     if rank_zero_only.rank != 0:
         # A DDP worker started by Lightning's launcher: it only trains.
         fit_model(dataset, settings, None, RunStart(run_directory(settings), resume_point(settings)))
@@ -83,7 +99,7 @@ def run(settings: AppConfig) -> None:
     run_start = start_run(settings, dataset.stats["input_md5"])
     tracking = start_tracking(settings, dataset, run_start) if settings.logging.enabled else None
     try:
-        report = train_and_publish(dataset, tasks, settings, baselines, tracking, run_start)
+        report = train_and_publish(dataset, tasks, settings, baselines, tracking, run_start, cold)
     except BaseException:
         if tracking is not None:
             tracking.finish("FAILED")
@@ -92,6 +108,8 @@ def run(settings: AppConfig) -> None:
     if tracking is not None:
         tracking.finish()
     print(format_table(report))
+    if COLD_START in report:
+        print(f"\n{format_cold_start_table(report[COLD_START])}")
 
 
 def tunings(baselines: dict[str, BaselineRun]) -> dict[str, dict[str, Any] | None]:
@@ -156,9 +174,11 @@ def train_and_publish(
     baselines: dict[str, BaselineRun],
     tracking: TrainingRun | None,
     run_start: RunStart,
+    cold: ColdStartSplit | None = None,
 ) -> dict[str, Any]:
     fit = fit_model(dataset, settings, tracking, run_start, tasks)
-    manifest = publish_index(dataset, settings, fit, published_scorer(fit.module, dataset))
+    scorer = published_scorer(fit.module, dataset)
+    manifest = publish_index(dataset, settings, fit, scorer)
     refresh_derived_artifacts(settings)
     two_tower = evaluate_on_splits(
         split_scorers(fit.module, dataset),
@@ -174,6 +194,9 @@ def train_and_publish(
     report, bootstrap = write_model_report(
         dataset, tasks, results, settings, reference=TWO_TOWER, tuning=tunings(baselines)
     )
+    if cold is not None:
+        report[COLD_START] = cold_start_report(cold, fit, scorer, settings)
+        record_cold_start(metrics_path, report[COLD_START])
     plots = [write_learning_curves(fit, settings), *write_comparison_plots(report, results, settings)]
     if tracking is not None:
         log_results(tracking, fit, results, bootstrap, report, [*plots, metrics_path])
@@ -181,24 +204,54 @@ def train_and_publish(
     return report
 
 
+def cold_start_report(
+    cold: ColdStartSplit, fit: FitResult, scorer: EmbeddingScorer, settings: AppConfig
+) -> dict[str, Any]:
+    """The held-out movies' vectors as a new movie would get them, ranked for every user."""
+    if settings.model.reads_content:
+        held_out = cold.warm.titles.sort("item_idx")[cold.cold_items.tolist()]
+        vectors = fit.module.net.item_tower.content.cpu().eval().encode(held_out)
+    else:  # ids only: the held-out movies' id rows were never trained
+        vectors = scorer.item_embeddings_t.T[torch.from_numpy(cold.cold_items)]
+    return evaluate_cold_start(cold, scorer.user_embeddings, vectors, settings.eval)
+
+
 def publish_index(
     dataset: ProcessedDataset, settings: AppConfig, fit: FitResult, scorer: EmbeddingScorer
 ) -> dict:
     """The offline indexing stage: embeddings, lookups and filters that inference loads."""
     all_positives = pl.concat([dataset.train, dataset.val, dataset.test]).select("user_idx", "item_idx")
+    item_embeddings = scorer.item_embeddings_t.T
+    item_ids, titles = dataset.item_ids, dataset.titles
+    popularity = popularity_counts(all_positives, dataset.n_items)
+    rated = dataset.rated
+    content = fit.module.net.item_tower.content if settings.model.reads_content else None
+    if content is not None:
+        # Every movie of the catalogue gets a vector: the ones training dropped (too few
+        # positives, or no rating at all) are served from their content; the ratings users gave
+        # them join the rated set, so that exclude=rated hides them too.
+        content = content.cpu().eval()
+        tables = read_movielens_zip(settings.paths.raw_zip)
+        rest = tables.movies.filter(~pl.col("movieId").is_in(dataset.item_ids.tolist())).sort("movieId")
+        item_embeddings, item_ids, titles, popularity = with_movies_added(
+            item_embeddings, item_ids, titles.sort("item_idx"), popularity, rest, content
+        )
+        rated = rated_pairs(tables.ratings, dataset.user_ids, item_ids)
+        log.info("%d catalogue movies without enough ratings get their content vector", rest.height)
     return write_index(
         settings.paths.artifacts_dir,
         checkpoint=fit.best_checkpoint,
         user_embeddings=scorer.user_embeddings,
-        item_embeddings=scorer.item_embeddings_t.T,
+        item_embeddings=item_embeddings,
         temperature=settings.model.temperature,
         user_ids=dataset.user_ids,
-        item_ids=dataset.item_ids,
-        titles=dataset.titles,
+        item_ids=item_ids,
+        titles=titles,
         seen_pairs=all_positives,
-        popularity=popularity_counts(all_positives, dataset.n_items),
-        rated_pairs=dataset.rated,
+        popularity=popularity,
+        rated_pairs=rated,
         history_tower=fit.module.net.user_tower if fit.module.reads_histories else None,
+        movie_content=content,
         provenance={
             "config": _plain(dataclasses.asdict(settings)),
             "dataset": dataset.stats,

@@ -56,7 +56,7 @@ def load_two_tower_checkpoint(path: Path) -> TwoTowerModule:
     except (KeyError, TypeError, ValueError) as exc:
         raise ArtifactError(f"{path} is not a two-tower checkpoint (no {exc})") from None
     try:
-        module = TwoTowerModule(n_users, n_items, model, optimizer)
+        module = TwoTowerModule(n_users, n_items, model, optimizer, None, hparams.get("content_vocabulary"))
     except ConfigError as exc:
         raise ArtifactError(f"{path}: its saved settings are invalid today: {exc}") from None
     try:

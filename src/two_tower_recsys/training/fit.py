@@ -14,6 +14,7 @@ from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import Logger
 
 from two_tower_recsys.evaluation.evaluator import EvaluationTask, evaluation_task
+from two_tower_recsys.models.components.content import ContentVocabulary, encode_movies
 from two_tower_recsys.models.components.user_encoders import user_encoder_class
 from two_tower_recsys.models.popularity import popularity_counts
 from two_tower_recsys.preprocessing.processed import ProcessedDataset
@@ -98,13 +99,17 @@ def fit_two_tower(
     # every position of each user's windows) or user indices ((user, movie) pairs).
     reads_histories = user_encoder_class(model_cfg.user_tower).reads_histories
     sequences = sequence_training(dataset, model_cfg, trainer_cfg, seed) if reads_histories else None
+    vocabulary = ContentVocabulary.from_movies(model_cfg.item_features, dataset.titles)
     module = TwoTowerModule.from_settings(
         dataset.n_users,
         dataset.n_items,
         model_cfg,
         trainer_cfg,
         item_counts=popularity_counts(train, dataset.n_items) if sequences is None else sequences.item_counts,
+        content_vocabulary=vocabulary.as_dict() if model_cfg.reads_content else None,
     )
+    if model_cfg.reads_content:  # the training catalogue's tokens, in item_idx order
+        module.net.item_tower.set_tokens(encode_movies(dataset.titles.sort("item_idx"), vocabulary))
     if sequences is not None:
         loader = sequences.loader
     else:

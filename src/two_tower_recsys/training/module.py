@@ -10,7 +10,8 @@ import lightning as L
 import numpy as np
 import torch
 
-from two_tower_recsys.models.components.towers import build_tower
+from two_tower_recsys.models.components.content import ContentItemTower, ContentVocabulary
+from two_tower_recsys.models.components.towers import Tower, build_tower
 from two_tower_recsys.models.components.two_tower import TwoTower
 from two_tower_recsys.models.components.user_encoders import build_user_encoder
 from two_tower_recsys.preprocessing.histories import UserHistories
@@ -29,9 +30,12 @@ class TwoTowerModule(L.LightningModule):
         model: dict[str, Any],
         optimizer: dict[str, Any],
         item_counts: np.ndarray | None = None,
+        content_vocabulary: dict[str, Any] | None = None,
     ):
         """``model`` and ``optimizer`` are plain dicts (ModelConfig / TrainerConfig fields) so that
-        the checkpoint's hyperparameters rebuild the module with ``load_from_checkpoint``."""
+        the checkpoint's hyperparameters rebuild the module with ``load_from_checkpoint``;
+        ``content_vocabulary`` (a :class:`ContentVocabulary` as a dict) when the movie tower reads
+        content, whose tokens the caller then sets (:meth:`ContentItemTower.set_tokens`)."""
         super().__init__()
         # logger=False: the pipeline logs the whole resolved config to MLflow itself.
         self.save_hyperparameters(ignore=["item_counts"], logger=False)
@@ -39,7 +43,20 @@ class TwoTowerModule(L.LightningModule):
         self.optimizer_config = settings_from_mapping(TrainerConfig, optimizer, "trainer")
         sparse = self.optimizer_config.optimizer == "lazy_adam"
         cfg = self.model_config
-        item_tower = build_tower("id", n_items, cfg.embedding_dim, init_std=cfg.init_std, sparse=sparse)
+        if cfg.reads_content:
+            if content_vocabulary is None:
+                raise ValueError("a movie tower that reads content needs its content_vocabulary")
+            item_tower: Tower = ContentItemTower(
+                n_items,
+                cfg.embedding_dim,
+                ContentVocabulary.from_dict(content_vocabulary),
+                with_id="id" in cfg.item_features,
+                init_std=cfg.init_std,
+                sparse=sparse,
+                id_dropout=cfg.id_dropout,
+            )
+        else:
+            item_tower = build_tower("id", n_items, cfg.embedding_dim, init_std=cfg.init_std, sparse=sparse)
         user_tower = build_user_encoder(cfg, n_users=n_users, item_tower=item_tower, sparse=sparse)
         self.net = TwoTower(user_tower, item_tower, temperature=cfg.temperature)
         # log of each movie's probability of being drawn as a training pair (logQ correction);
@@ -52,9 +69,15 @@ class TwoTowerModule(L.LightningModule):
 
     @classmethod
     def from_settings(
-        cls, n_users: int, n_items: int, model: ModelConfig, trainer: TrainerConfig, item_counts: np.ndarray
+        cls,
+        n_users: int,
+        n_items: int,
+        model: ModelConfig,
+        trainer: TrainerConfig,
+        item_counts: np.ndarray,
+        content_vocabulary: dict[str, Any] | None = None,
     ) -> TwoTowerModule:
-        return cls(n_users, n_items, asdict(model), asdict(trainer), item_counts)
+        return cls(n_users, n_items, asdict(model), asdict(trainer), item_counts, content_vocabulary)
 
     @property
     def reads_histories(self) -> bool:
