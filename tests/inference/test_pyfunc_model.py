@@ -4,6 +4,7 @@ import shutil
 from concurrent.futures import ThreadPoolExecutor
 
 import mlflow.pyfunc
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -52,6 +53,9 @@ def test_dict_input_and_k_clamp(model, core):
         (pd.DataFrame({"user_id": [1], "k": [0]}), "row 0: k must be a positive integer, got 0"),
         (pd.DataFrame({"user_id": [1]}), "missing column(s) k"),
         (pd.DataFrame({"user_id": [], "k": []}), "the request has no rows"),
+        # Not a table at all ({"inputs": 173} over HTTP): neither a user nor a similar-movies request.
+        (173, "expected a table with columns user_id and k"),
+        (np.array(173), "expected a table with columns user_id and k"),
     ],
 )
 def test_bad_requests_are_invalid_parameter_errors(model, request_table, message):

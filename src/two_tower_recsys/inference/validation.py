@@ -266,8 +266,16 @@ class RequestLimits:
 
 
 def asks_similar(frame: pd.DataFrame | Mapping[str, Any]) -> bool:
-    """Whether a request asks for similar movies (a ``movie_id`` column, no ``user_id``)."""
-    names = [str(name) for name in (frame.columns if isinstance(frame, pd.DataFrame) else frame)]
+    """Whether a request asks for similar movies (a ``movie_id`` column, no ``user_id``).
+
+    Anything that is not a table or a mapping of columns is not: the user-request parser then
+    refuses it with its own one-line reason."""
+    if isinstance(frame, pd.DataFrame):
+        names = [str(name) for name in frame.columns]
+    elif isinstance(frame, Mapping):
+        names = [str(name) for name in frame]
+    else:
+        return False
     return MOVIE_ID in names and USER_ID not in names
 
 
