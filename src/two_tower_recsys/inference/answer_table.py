@@ -6,12 +6,14 @@ of the cache, so in the server the product alone cost ~1.2 ms of CPU per request
 0.3 x no-op budget that issue 9 sets for the whole request (benchmarks/bench_serving.py). A known
 user's answer depends only on the index, ``k`` and ``exclude``, so the package ships it: the
 first ``K`` (``infer.answer_table_k``) of every user, scored by :meth:`Recommender.top_items` in
-batches (the core, whose rows are bit for bit the same alone or in a batch) under the packaged
-``exclude``. Any ``k <= K`` is a prefix of those ``K``: the tie rule is a total order.
+batches by the core under the packaged ``exclude``: what the core answers alone, up to the
+summation order of a batch's product (README, "Same answer alone, in a batch, or served"). Any
+``k <= K`` is a prefix of those ``K``: the tie rule is a total order.
 
 The table is two ``.npy`` files in the index copy, listed in its manifest (so verified like every
 other file) with the ``k`` and ``exclude`` they hold; they are memory-mapped, so the server's
-workers share one copy. 138,493 users x 100 take 111 MB and ~6 s to build on 2 cores.
+workers share one copy. 138,493 users x 100 take 111 MB; building them scores every user once,
+as ``recommend-all`` does.
 """
 
 from __future__ import annotations
