@@ -19,8 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from seed_average import seed_averaged_difference
+
 from two_tower_recsys.artifacts.store import load_index
-from two_tower_recsys.evaluation.bootstrap import BootstrapSettings, seed_averaged_difference
+from two_tower_recsys.evaluation.bootstrap import BootstrapSettings
 from two_tower_recsys.evaluation.evaluator import evaluate, evaluation_task
 from two_tower_recsys.preprocessing.processed import load_processed
 from two_tower_recsys.preprocessing.split import VAL
