@@ -93,7 +93,7 @@ def test_the_tower_is_the_id_embedding_plus_the_content_vector():
 @pytest.mark.parametrize(
     ("fields", "message"),
     [
-        ({"item_features": ("id", "tags")}, "model.item_features: unknown feature 'tags'"),
+        ({"item_features": ("id", "keywords")}, "model.item_features: unknown feature 'keywords'"),
         ({"item_features": ()}, "model.item_features must name each feature once"),
         ({"item_features": ("id", "id")}, "model.item_features must name each feature once"),
         ({"item_features": ("id", "genres"), "user_tower": "sequence"}, "needs model.user_tower=id"),
