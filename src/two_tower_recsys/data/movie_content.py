@@ -75,7 +75,9 @@ def genome_by_movie(batches: Iterable[pa.RecordBatch], source: str) -> pl.DataFr
     if n_rows == 0:
         raise DataError(f"{source} has no rows")
     columns = np.argsort(np.concatenate(tag_ids), kind="stable")  # columns in tag id order
-    vectors = matrix[:n_rows, :n_columns][:, columns]
+    vectors = matrix[:n_rows, :n_columns]
+    if (np.diff(columns) < 0).any():  # usually the file lists the tags in order: no copy then
+        vectors = vectors[:, columns]
     return pl.DataFrame({"movieId": np.concatenate(movie_ids)}).with_columns(pl.Series("genome", vectors))
 
 
