@@ -253,12 +253,11 @@ class ModelConfig:
             )
 
     def _check_item_features(self) -> None:
-        known = ("id", "genres", "year", "title")
+        known = ("id", "genres", "year", "title", "tags", "genome")
         unknown = [feature for feature in self.item_features if feature not in known]
         if unknown:
             raise ConfigError(
-                f"model.item_features: unknown feature {unknown[0]!r}; choose from {', '.join(known)} "
-                "(tags and the tag genome are not read yet)"
+                f"model.item_features: unknown feature {unknown[0]!r}; choose from {', '.join(known)}"
             )
         if not self.item_features or len(set(self.item_features)) != len(self.item_features):
             raise ConfigError(

@@ -9,6 +9,9 @@ import torch
 
 from two_tower_recsys.errors import ConfigError, DataError
 from two_tower_recsys.models.components.content import (
+    MAX_TAGS,
+    TAG_MIN_MOVIES,
+    ContentEncoder,
     ContentItemTower,
     ContentVocabulary,
     encode_movies,
@@ -70,6 +73,91 @@ def test_an_unknown_genre_is_an_error_naming_the_row_only_when_strict():
     assert not encode_movies(new, vocabulary)["genres"][1].any()
 
 
+# Tags as the processed dataset holds them (most-used first) and a 3-value genome.
+TAGGED = MOVIES.with_columns(
+    pl.Series("tags", [["pixar", "funny", "toys"], ["dark", "funny", "pixar"], [], ["funny", "pixar"]]),
+    pl.Series(
+        "genome",
+        [[1.0, 0.5, 0.0], None, [0.25, 0.25, 0.125], [0.0, 0.0, 1.0]],
+        dtype=pl.Array(pl.Float16, 3),
+    ),
+)
+
+
+def test_the_tag_vocabulary_keeps_tags_on_enough_movies_and_a_movie_its_first_known_tags():
+    assert TAG_MIN_MOVIES == 3  # "funny" and "pixar" are on 3 movies; "toys" and "dark" on one
+    vocabulary = ContentVocabulary.from_movies(("id", "tags"), TAGGED)
+    assert vocabulary.tags == ("funny", "pixar")
+    assert vocabulary.sizes() == {"tags": 3}
+    tokens = encode_movies(TAGGED, vocabulary)["tags"]
+    assert tokens.shape == (4, MAX_TAGS)
+    assert tokens[:, :3].tolist() == [
+        [2, 1, 0],
+        [1, 2, 0],
+        [0, 0, 0],
+        [1, 2, 0],
+    ]  # order kept, unknown dropped
+    assert not tokens[:, 3:].any()
+    # Movies added later from a movies.csv have no tags column: no token, neutral.
+    assert not encode_movies(MOVIES, vocabulary)["tags"].any()
+
+
+def test_a_movie_holds_at_most_max_tags_tags_the_most_used_first():
+    many = [f"tag{i:02d}" for i in range(MAX_TAGS + 4)]
+    movies = pl.DataFrame({"movieId": [1, 2, 3], "title": ["A", "B", "C"], "genres": ["", "", ""]})
+    movies = movies.with_columns(pl.Series("tags", [many, many, list(reversed(many))]))
+    vocabulary = ContentVocabulary.from_movies(("tags",), movies)
+    tokens = encode_movies(movies, vocabulary)["tags"]
+    assert tokens[0].tolist() == list(range(1, MAX_TAGS + 1))  # tag00..tag15: tokens 1..16
+    assert tokens[2].tolist() == list(range(MAX_TAGS + 4, 4, -1))  # tag19..tag04
+
+
+def test_the_genome_is_projected_linearly_and_a_movie_without_one_is_the_zero_vector():
+    vocabulary = ContentVocabulary.from_movies(("genome",), TAGGED)
+    assert vocabulary.genome_dim == 3 and vocabulary.sizes() == {}
+    genome = encode_movies(TAGGED, vocabulary)["genome"]
+    assert genome.dtype == np.float16
+    np.testing.assert_array_equal(genome, [[1.0, 0.5, 0.0], [0, 0, 0], [0.25, 0.25, 0.125], [0, 0, 1.0]])
+    torch.manual_seed(0)
+    encoder = ContentEncoder(vocabulary, 4, init_std=0.1)
+    weight = encoder.genome.weight.detach().numpy()  # [4, 3]
+    vectors = encoder.encode(TAGGED).numpy()
+    expected = genome.astype(np.float64) @ weight.T.astype(np.float64)
+    np.testing.assert_allclose(vectors, expected, rtol=1e-5, atol=1e-7)
+    assert not vectors[1].any()  # no genome: nothing
+    assert not encoder.encode(MOVIES).numpy().any()  # no genome column (added movies): neutral
+    with pytest.raises(DataError, match="the movies' genome has 2 relevance values, the model reads 3"):
+        encode_movies(
+            TAGGED.with_columns(pl.Series("genome", [[0.0, 1.0]] * 4, dtype=pl.Array(pl.Float16, 2))),
+            vocabulary,
+        )
+
+
+def test_the_vocabulary_round_trips_through_its_dict_and_old_dicts_still_load():
+    vocabulary = ContentVocabulary.from_movies(("id", "genres", "tags", "genome"), TAGGED)
+    assert ContentVocabulary.from_dict(vocabulary.as_dict()) == vocabulary
+    old = {"features": ["genres", "year"], "genres": ["Drama"]}  # a manifest written before tags
+    assert ContentVocabulary.from_dict(old) == ContentVocabulary(("genres", "year"), ("Drama",))
+
+
+def test_asking_for_tags_the_movies_do_not_have_is_one_line():
+    with pytest.raises(DataError, match="model.item_features: tags asked for, but the movies have no tags"):
+        ContentVocabulary.from_movies(("id", "tags"), MOVIES)
+
+
+def test_a_tower_reading_every_feature_is_its_id_plus_the_encoders_vector():
+    torch.manual_seed(0)
+    vocabulary = ContentVocabulary.from_movies(("id", "genres", "year", "title", "tags", "genome"), TAGGED)
+    tower = ContentItemTower(len(TAGGED), 8, vocabulary, with_id=True, init_std=0.1)
+    tower.set_tokens(encode_movies(TAGGED, vocabulary))
+    assert tower.tokens_genome.dtype == torch.float16
+    with torch.no_grad():
+        expected = tower.embedding.weight + tower.content.encode(TAGGED)
+        np.testing.assert_allclose(tower(torch.arange(4)).numpy(), expected.numpy(), rtol=1e-5, atol=1e-6)
+        # the tags and the genome are part of it: without them the vectors differ
+        assert not np.allclose(tower.content.encode(MOVIES).numpy(), tower.content.encode(TAGGED).numpy())
+
+
 def test_the_tower_is_the_id_embedding_plus_the_content_vector():
     torch.manual_seed(0)
     vocabulary = ContentVocabulary.from_movies(("id", "genres", "year", "title"), MOVIES)
@@ -93,7 +181,7 @@ def test_the_tower_is_the_id_embedding_plus_the_content_vector():
 @pytest.mark.parametrize(
     ("fields", "message"),
     [
-        ({"item_features": ("id", "tags")}, "model.item_features: unknown feature 'tags'"),
+        ({"item_features": ("id", "keywords")}, "model.item_features: unknown feature 'keywords'"),
         ({"item_features": ()}, "model.item_features must name each feature once"),
         ({"item_features": ("id", "id")}, "model.item_features must name each feature once"),
         ({"item_features": ("id", "genres"), "user_tower": "sequence"}, "needs model.user_tower=id"),

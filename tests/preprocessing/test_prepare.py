@@ -80,3 +80,21 @@ def test_a_crash_while_writing_leaves_no_dataset_that_a_later_step_trusts(paths,
     # the previous complete dataset is still there, still verified, and nothing half-written leaked
     assert load_processed(paths.processed_dir).stats["rating_threshold"] == 4.0
     assert not [p for p in paths.processed_dir.parent.iterdir() if "staging" in p.name]
+
+
+def test_reading_tags_changes_the_cache_key_and_a_cache_with_more_content_serves_less(paths, monkeypatch):
+    import zipfile
+
+    with zipfile.ZipFile(paths.raw_zip, "a") as archive:
+        archive.writestr("ml-test/tags.csv", "userId,movieId,tag,timestamp\n1,100,Heist,5\n")
+    builds = count_builds(monkeypatch)
+    plain = prepare_dataset(data(), paths, progress=False)  # an id model: tags are not read
+    assert "tags" not in plain.titles.columns
+    tagged = prepare_dataset(data(), paths, item_features=("id", "tags"), progress=False)
+    assert len(builds) == 2  # the cache without tags could not serve a model that reads them
+    assert tagged.titles.filter(pl.col("movieId") == 100)["tags"].to_list() == [["heist"]]
+    assert tagged.titles.filter(pl.col("movieId") == 101)["tags"].to_list() == [[]]  # none: empty
+    assert processed_fingerprint(paths.processed_dir)["movie_content"] == ["tags"]
+    again = prepare_dataset(data(), paths, progress=False)  # reused: it has tags and more
+    assert len(builds) == 2 and "tags" in again.titles.columns
+    assert load_processed(paths.processed_dir).titles.equals(tagged.titles)

@@ -72,7 +72,12 @@ LEARNING_CURVES_PNG = "learning_curves.png"
 
 
 def run(settings: AppConfig) -> None:
-    dataset = prepare_dataset(settings.data, settings.paths, progress=settings.trainer.progress_bar)
+    dataset = prepare_dataset(
+        settings.data,
+        settings.paths,
+        item_features=settings.model.item_features,
+        progress=settings.trainer.progress_bar,
+    )
     cold = None
     if settings.eval.cold_start_share:  # every process trains without the held-out movies
         cold = hold_out_movies(dataset, settings.eval.cold_start_share, settings.seed)
@@ -231,7 +236,7 @@ def publish_index(
         # positives, or no rating at all) are served from their content; the ratings users gave
         # them join the rated set, so that exclude=rated hides them too.
         content = content.cpu().eval()
-        tables = read_movielens_zip(settings.paths.raw_zip)
+        tables = read_movielens_zip(settings.paths.raw_zip, movie_content=settings.model.item_features)
         rest = tables.movies.filter(~pl.col("movieId").is_in(dataset.item_ids.tolist())).sort("movieId")
         item_embeddings, item_ids, titles, popularity = with_movies_added(
             item_embeddings, item_ids, titles.sort("item_idx"), popularity, rest, content

@@ -3,10 +3,11 @@
 Files: ``train/val/test.parquet`` (user_idx, item_idx, timestamp, rating), ``rated.parquet``
 (user_idx, item_idx of every rating, positive or not, of an indexed user on an indexed movie: what
 serving excludes), ``user2idx.json`` and ``item2idx.json`` (original id -> index),
-``titles.parquet`` (item_idx, movieId, title, genres), ``stats.json`` and ``manifest.json``. The
-manifest records the fingerprint (input checksum and filter parameters) the files were built from
-and every file's sha256; it is written last, and loading verifies it, so a half-written or stale
-directory is never trusted.
+``titles.parquet`` (item_idx, movieId, title, genres, and the ``tags`` / ``genome`` columns when they
+were read: :mod:`~two_tower_recsys.data.movie_content`), ``stats.json`` and ``manifest.json``. The
+manifest records the fingerprint (input checksum, filter parameters, the content features read)
+the files were built from and every file's sha256; it is written last, and loading verifies it,
+so a half-written or stale directory is never trusted.
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ class ProcessedDataset:
     test: pl.DataFrame
     user_ids: np.ndarray  # user_idx -> userId
     item_ids: np.ndarray  # item_idx -> movieId
-    titles: pl.DataFrame  # item_idx, movieId, title, genres (one row per item, in item_idx order)
+    # item_idx, movieId, title, genres (+ tags, genome if read): one row per item, in item_idx order
+    titles: pl.DataFrame
     stats: dict[str, Any]
     # user_idx, item_idx of every rating (positive or not); None: only the positives are known.
     rated: pl.DataFrame | None = None
@@ -61,9 +63,10 @@ class ProcessedDataset:
 
 def titles_for(item_ids: np.ndarray, movies: pl.DataFrame) -> pl.DataFrame:
     catalogue = pl.DataFrame({"item_idx": np.arange(len(item_ids), dtype=np.int32), "movieId": item_ids})
-    return catalogue.join(movies, on="movieId", how="left", maintain_order="left").with_columns(
-        pl.col("title").fill_null(""), pl.col("genres").fill_null("")
-    )
+    filled = [pl.col("title").fill_null(""), pl.col("genres").fill_null("")]
+    if "tags" in movies.columns:  # no tags: an empty list; a missing genome stays null (neutral)
+        filled.append(pl.col("tags").fill_null(pl.lit([], dtype=pl.List(pl.Utf8))))
+    return catalogue.join(movies, on="movieId", how="left", maintain_order="left").with_columns(filled)
 
 
 def dataset_stats(splits: IndexedSplits, dataset_name: str, input_md5: str) -> dict[str, Any]:
