@@ -4,8 +4,8 @@
 
 Runs the real `two-tower train` pipeline (default config, no per-dataset tuning) once per
 option, each in its own scratch directory, and prints validation and test Recall@10/50/100 and
-NDCG@10/50. This is where the test split is read: hyperparameters were chosen beforehand with
-tune_on_validation.py.
+NDCG@10/50. This is where the test split is read: hyperparameters were chosen beforehand on
+validation (`two-tower tune`, docs/tuning.md).
 
     .venv/bin/python benchmarks/bench_quality.py --zip ../shared/data/ml-latest-small.zip \
         --options defaults --seeds 0,1,2,3,4

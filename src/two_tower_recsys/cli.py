@@ -15,6 +15,10 @@ COMMANDS = {
         "train_pipeline",
         "prepare data, evaluate popularity, train and evaluate the two-tower model",
     ),
+    "tune": (
+        "tune_pipeline",
+        "choose hyperparameters on validation with Optuna (e.g. hparams_search=sequence)",
+    ),
     "evaluate": (
         "evaluate_pipeline",
         "evaluate a model (model=popularity or the trained two-tower)",

@@ -321,6 +321,111 @@ class TrainerConfig:
             )
 
 
+# What `two-tower tune` may search: keys of these sections (the data and the evaluation stay fixed).
+TUNABLE_SECTIONS: dict[str, type] = {"model": ModelConfig, "trainer": TrainerConfig}
+
+
+@dataclass(frozen=True)
+class SearchDimension:
+    """One tuned key: a range (``low``..``high``, sampled log-uniformly when ``log``) or ``choices``."""
+
+    low: float | None = None
+    high: float | None = None
+    log: bool = False  # for scales such as learning rates: as many trials in 1e-4..1e-3 as in 1e-3..1e-2
+    choices: tuple[Any, ...] | None = None
+
+    def __post_init__(self) -> None:
+        _freeze_lists(self, "choices")
+
+
+@dataclass(frozen=True)
+class TuneConfig:
+    """``two-tower tune``: an Optuna study of ``space`` on the validation split (never test)."""
+
+    # {section: {key: {low, high, log} or {choices}}}, e.g. {trainer: {lr: {low: 1e-4, high: 1e-2,
+    # log: true}}}; sections are model and trainer. Presets: configs/hparams_search/.
+    space: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    n_trials: int = 20  # in all: a resumed study (same tune.dir) runs only the trials it lacks
+    timeout_s: float | None = None  # no new trial starts after this long
+    # A trial's value: the mean over these training seeds of its best validation
+    # Recall@trainer.monitor_k (one seed's best epoch is a noisy choice: docs/tuning.md).
+    seeds: tuple[int, ...] = (0,)
+    sampler_seed: int = 0  # Optuna's TPE sampler: the same study samples the same trials
+    # Trials behind the others are stopped early (Optuna's PercentilePruner): after an epoch, a trial
+    # whose validation value is outside the best prune_percentile % of the completed trials' values
+    # at that epoch ends as pruned. 50: the median rule; 0: only trials level with the best go on;
+    # null: no pruning.
+    prune_percentile: float | None = 50.0
+    prune_startup_trials: int = 5  # completed trials before any pruning
+    prune_warmup_epochs: int = 2  # epochs of every trial that are never pruned
+    dir: Path = Path("artifacts/tune")  # study.db (a rerun resumes it) and the trials' scratch files
+    study_name: str = "two-tower"
+    # The best trial is written as <config_dir>/experiment/<experiment_name>.yaml (config_dir null:
+    # tune.dir); `two-tower train hydra.searchpath=[file://<config_dir>] experiment=<name>` uses it.
+    experiment_name: str = "tuned"
+    config_dir: Path | None = None
+
+    def __post_init__(self) -> None:
+        _freeze_lists(self, "seeds")
+        _require_positive("tune", n_trials=self.n_trials, timeout_s=self.timeout_s)
+        if not self.seeds or any(seed < 0 for seed in self.seeds):
+            raise ConfigError(f"tune.seeds must be a non-empty list of non-negative seeds, got {self.seeds}")
+        if self.prune_percentile is not None and not 0.0 <= self.prune_percentile <= 100.0:
+            raise ConfigError(
+                f"tune.prune_percentile must be in [0, 100] or null, got {self.prune_percentile}"
+            )
+        if self.prune_startup_trials < 0 or self.prune_warmup_epochs < 0:
+            raise ConfigError("tune.prune_startup_trials and tune.prune_warmup_epochs must be non-negative")
+        if not self.experiment_name or not self.experiment_name.replace("-", "_").isidentifier():
+            raise ConfigError(
+                "tune.experiment_name must be a plain name (letters, digits, _ and -), "
+                f"got {self.experiment_name!r}"
+            )
+        self.dimensions  # noqa: B018  (parsed now: a bad search space is refused while composing)
+
+    @property
+    def dimensions(self) -> dict[str, SearchDimension]:
+        """The search space by dotted key (``trainer.lr``), each dimension checked against its setting."""
+        dimensions = {}
+        for section, keys in self.space.items():
+            if section not in TUNABLE_SECTIONS:
+                raise ConfigError(
+                    f"tune.space.{section}: only {' and '.join(TUNABLE_SECTIONS)} settings can be tuned"
+                )
+            hints = typing.get_type_hints(TUNABLE_SECTIONS[section])
+            for name, spec in (keys or {}).items():
+                key = f"{section}.{name}"
+                if name not in hints:
+                    raise ConfigError(f"tune.space.{key}: unknown key (no {name} in the {section} settings)")
+                dimension = settings_from_mapping(SearchDimension, spec or {}, where=f"tune.space.{key}")
+                _check_dimension(f"tune.space.{key}", dimension, hints[name])
+                dimensions[key] = dimension
+        return dimensions
+
+
+def _check_dimension(where: str, dimension: SearchDimension, setting_type: Any) -> None:
+    if dimension.choices is not None:
+        if dimension.low is not None or dimension.high is not None:
+            raise ConfigError(f"{where}: give either choices or low and high, not both")
+        if not dimension.choices:
+            raise ConfigError(f"{where}: choices is empty")
+        return
+    if dimension.low is None or dimension.high is None:
+        raise ConfigError(f"{where}: give low and high (a range) or choices")
+    if setting_type not in (int, float):
+        raise ConfigError(f"{where}: a range needs a number setting; give choices instead")
+    if not dimension.low < dimension.high:
+        raise ConfigError(
+            f"{where}: empty range: low ({dimension.low}) must be below high ({dimension.high})"
+        )
+    if setting_type is int and not (float(dimension.low).is_integer() and float(dimension.high).is_integer()):
+        raise ConfigError(
+            f"{where}: an integer setting needs whole low and high, got {dimension.low}..{dimension.high}"
+        )
+    if dimension.log and dimension.low <= 0:
+        raise ConfigError(f"{where}: a log range needs a positive low, got {dimension.low}")
+
+
 @dataclass(frozen=True)
 class MlflowConfig:
     tracking_uri: str = "http://127.0.0.1:8080"  # start one with `make mlflow`
@@ -427,6 +532,7 @@ class AppConfig:
     infer: InferConfig = field(default_factory=InferConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
+    tune: TuneConfig = field(default_factory=TuneConfig)
     seed: int = 42
 
     def __post_init__(self) -> None:

@@ -89,7 +89,12 @@ def start_run(settings: AppConfig, dataset_md5: str) -> RunStart:
     record, nothing_because = _interrupted(directory)
     if settings.trainer.resume:
         if record is not None:
-            _require_same(record["identity"], identity, directory)
+            require_same_identity(
+                record["identity"],
+                identity,
+                f"the run in {directory}",
+                "start a fresh run with trainer.resume=false",
+            )
             log.info("resuming the interrupted run in %s from %s", directory, LAST_CHECKPOINT)
             return RunStart(
                 directory, directory / LAST_CHECKPOINT, record.get("mlflow_run_id"), record.get("mlflow_uri")
@@ -113,7 +118,8 @@ def resume_point(settings: AppConfig) -> Path | None:
     return directory / LAST_CHECKPOINT if settings.trainer.resume and record is not None else None
 
 
-def _require_same(saved: dict[str, Any], current: dict[str, Any], directory: Path) -> None:
+def require_same_identity(saved: dict[str, Any], current: dict[str, Any], what: str, fresh_hint: str) -> None:
+    """Refuse to continue ``what`` (a run, a study) with settings other than those it started with."""
     changed = [
         f"{key} was {saved.get(key)!r}, now {current.get(key)!r}"
         for key in sorted(saved.keys() | current.keys())
@@ -121,8 +127,7 @@ def _require_same(saved: dict[str, Any], current: dict[str, Any], directory: Pat
     ]
     if changed:
         raise ConfigError(
-            f"cannot resume the run in {directory}: {'; '.join(changed)} "
-            "(resume with the same settings, or start a fresh run with trainer.resume=false)"
+            f"cannot resume {what}: {'; '.join(changed)} (resume with the same settings, or {fresh_hint})"
         )
 
 

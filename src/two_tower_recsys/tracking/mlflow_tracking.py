@@ -21,6 +21,9 @@ from two_tower_recsys.settings import MlflowConfig
 
 log = logging.getLogger(__name__)
 
+# The tag that makes a run a child of another in MLflow's UI (mlflow.utils.mlflow_tags).
+MLFLOW_PARENT_RUN_ID = "mlflow.parentRunId"
+
 
 @dataclass(frozen=True)
 class TrackingTarget:
@@ -87,8 +90,10 @@ class TrainingRun:
         experiment_name: str,
         run_name: str | None = None,
         resume_run_id: str | None = None,
+        parent_run_id: str | None = None,
     ):
-        """``resume_run_id``: reopen that run (a resumed training run) instead of creating one."""
+        """``resume_run_id``: reopen that run (a resumed training run) instead of creating one;
+        ``parent_run_id``: create the run nested under that one (a tuning study's trial)."""
         from mlflow.tracking import MlflowClient
 
         self.target = target
@@ -104,7 +109,8 @@ class TrainingRun:
             if experiment is not None
             else self.client.create_experiment(experiment_name, artifact_location=target.artifact_location)
         )
-        self.run_id = self.client.create_run(experiment_id, run_name=run_name).info.run_id
+        tags = {} if parent_run_id is None else {MLFLOW_PARENT_RUN_ID: parent_run_id}
+        self.run_id = self.client.create_run(experiment_id, run_name=run_name, tags=tags).info.run_id
         log.info("MLflow run %s at %s", self.run_id, target.uri)
 
     def lightning_logger(self) -> Any:
