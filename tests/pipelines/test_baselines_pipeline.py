@@ -4,7 +4,7 @@ import json
 
 from support import TINY_SYNTHETIC
 
-from two_tower_recsys.pipelines import evaluate_pipeline
+from two_tower_recsys.pipelines import evaluate_pipeline, train_pipeline
 from two_tower_recsys.pipelines.hydra_edge import compose_settings
 
 
@@ -44,3 +44,13 @@ def test_evaluating_ease_alone_reports_it_with_its_chosen_l2_and_sections(tmp_pa
     assert f"{report['test']['ease']['recall@50']:.4f} [{low:.3f}, {high:.3f}]" in table
     assert f"ease: l2={tuning['chosen']:g} chosen on validation recall@50" in table
     assert "test recall@50 by segment" in table and "test top-K lists, beyond accuracy" in table
+
+
+def test_training_without_baselines_reports_the_two_tower_alone(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    args = [*TINY_SYNTHETIC, "logging.enabled=false", "eval.bootstrap_resamples=50", "eval.baselines=[]"]
+    train_pipeline.run(compose_settings([*args, "trainer.max_epochs=1"]))
+
+    report = json.loads((tmp_path / "artifacts/metrics.json").read_text())
+    assert set(report["test"]) == {"two_tower"}
+    assert "two_tower" in capsys.readouterr().out

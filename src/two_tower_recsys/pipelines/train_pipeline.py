@@ -96,8 +96,11 @@ def run(settings: AppConfig) -> None:
         settings,
         progress=settings.trainer.progress_bar,
     )
-    # Written before training, so a failed training still leaves the baselines' report.
-    report, _ = write_model_report(dataset, tasks, results_of(baselines), settings, tuning=tunings(baselines))
+    if baselines:  # eval.baselines=[] leaves nothing to report before training
+        # Written before training, so a failed training still leaves the baselines' report.
+        report, _ = write_model_report(
+            dataset, tasks, results_of(baselines), settings, tuning=tunings(baselines)
+        )
     if alone:
         print(format_table(report))
         return
