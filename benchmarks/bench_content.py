@@ -37,6 +37,8 @@ OPTIONS = {
     "year": ["model.item_features=[id,year]"],
     "title": ["model.item_features=[id,title]"],
     "content_only": ["model.item_features=[genres,year,title]"],
+    "tags": ["model.item_features=[id,tags]"],
+    "content_tags": ["model.item_features=[id,genres,year,title,tags]"],
 }
 METRICS = ("recall@10", "recall@50", "recall@100", "ndcg@10", "ndcg@50")
 
