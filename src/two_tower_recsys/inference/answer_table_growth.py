@@ -10,11 +10,12 @@ ahead. That holds for the ``-inf`` entries too (hidden movies padding a user wit
 ``k`` movies left: the lowest-index ones, still the lowest), and for ties: a new movie's index is
 above every old one, so it displaces an entry only by scoring strictly higher.
 
-So only the new movies are scored (users x new movies, a block of users at a time) and merged
-with the previous rows by the core's tie rule (:func:`ranked_top_k`); a row whose best new score
-does not beat its last entry is kept as it is. The merge holds only where the previous table is
-the exact answer for the index before the movies were added; :func:`previous_answer_table` and
-:meth:`GrownCatalogue.usable_for` say when it is, and the package is rebuilt in full otherwise.
+So only the new movies are scored (users x new movies, a block of users at a time), ranked by the
+core (:func:`top_k`) and merged with the previous rows by its tie rule (:func:`ranked_top_k`); a
+row whose best new score does not beat its last entry is kept as it is. The merge holds only
+where the previous table is the exact answer for the index before the movies were added;
+:func:`previous_answer_table` and :meth:`GrownCatalogue.usable_for` say when it is, and the
+package is rebuilt in full otherwise.
 """
 
 from __future__ import annotations
@@ -30,9 +31,10 @@ from tqdm.auto import tqdm
 
 from two_tower_recsys.artifacts.store import RetrievalIndex, index_id
 from two_tower_recsys.inference.answer_table import AnswerTable, TopItems, read_answer_table
+from two_tower_recsys.inference.batch import one_torch_thread
 from two_tower_recsys.inference.exact_ranking import hidden_of
 from two_tower_recsys.retrieval.scorers import EmbeddingScorer
-from two_tower_recsys.retrieval.topk import ranked_top_k
+from two_tower_recsys.retrieval.topk import ranked_top_k, top_k
 from two_tower_recsys.utils.fileio import verify_manifest
 
 
@@ -91,12 +93,16 @@ def grown_top_items(
     """
     first_new, n_users = grown.first_new_item, len(index.user_ids)
     old_width = min(grown.table.k, k)
-    new_items = torch.arange(first_new, index.n_items)
     # The new movies only, scored by the core's scorer: the same product and temperature.
     scorer = EmbeddingScorer(index.user_embeddings, index.item_embeddings[first_new:], index.temperature)
     excluded = index.excluded(grown.table.exclude)
     starts = range(0, n_users, batch_size)
-    with tqdm(total=len(starts), desc="answer table: new movies", unit="batch", disable=not progress) as bar:
+    with (
+        tqdm(total=len(starts), desc="answer table: new movies", unit="batch", disable=not progress) as bar,
+        # Small operations on one batch: torch's threads cost more than they gain on them (4.6x
+        # slower on 2 threads of 2 busy cores, ~1 s per batch, than on one).
+        one_torch_thread(when=True),
+    ):
         for start in starts:
             rows = slice(start, min(start + batch_size, n_users))
             users = np.arange(rows.start, rows.stop, dtype=np.int64)
@@ -108,17 +114,13 @@ def grown_top_items(
             hidden = hidden_of(users, excluded)
             is_new = hidden.items >= first_new
             new_scores.numpy()[hidden.rows[is_new], hidden.items[is_new] - first_new] = -np.inf
-            yield users, _merged(old_scores, old_items, new_scores, new_items, k)
+            yield users, _merged(old_scores, old_items, new_scores, first_new, k)
             bar.update()
 
 
 @torch.inference_mode()
 def _merged(
-    old_scores: torch.Tensor,
-    old_items: torch.Tensor,
-    new_scores: torch.Tensor,
-    new_items: torch.Tensor,
-    k: int,
+    old_scores: torch.Tensor, old_items: torch.Tensor, new_scores: torch.Tensor, first_new: int, k: int
 ) -> TopItems:
     """Top-``k`` of each row of (old entries + new movies) by the core's tie rule, as NumPy."""
     rows, old_width = old_scores.shape
@@ -132,7 +134,10 @@ def _merged(
     else:  # the previous table held the whole old catalogue, shorter than k: every row grows
         changed = torch.arange(rows)
     if len(changed):
-        candidates = torch.cat([old_scores[changed], new_scores[changed]], dim=1)
-        positions = torch.cat([old_items[changed], new_items.expand(len(changed), -1)], dim=1)
+        # The new movies' own top-k first (the core's ranking, ties to the lower index), then the
+        # two best-first lists merged: 2k keys a row to rank rather than k + every new movie.
+        new_top, new_items = top_k(new_scores[changed], min(k, new_scores.shape[1]))
+        candidates = torch.cat([old_scores[changed], new_top], dim=1)
+        positions = torch.cat([old_items[changed], new_items + first_new], dim=1)
         scores[changed], items[changed] = ranked_top_k(candidates, k, positions)
     return scores.numpy(), items.numpy().astype(np.int32)
