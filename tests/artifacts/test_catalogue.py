@@ -12,8 +12,9 @@ import numpy as np
 import pandas as pd
 import polars as pl
 import pytest
+from answers import assert_same_answers
 from inference_support import write_known_index
-from support import TINY_SYNTHETIC
+from support import TINY_SYNTHETIC, run_cli
 
 from two_tower_recsys.artifacts.catalogue import add_movies
 from two_tower_recsys.artifacts.store import MANIFEST_NAME, load_index
@@ -21,8 +22,8 @@ from two_tower_recsys.data.movielens import read_movies_csv
 from two_tower_recsys.errors import ArtifactError, DataError
 from two_tower_recsys.inference.packaging import package_model
 from two_tower_recsys.inference.recommender import Recommender
-from two_tower_recsys.pipelines import add_movies_pipeline, train_pipeline
-from two_tower_recsys.pipelines.hydra_edge import compose_settings, report_user_errors
+from two_tower_recsys.pipelines import train_pipeline
+from two_tower_recsys.pipelines.hydra_edge import compose_settings
 from two_tower_recsys.settings import InferConfig
 
 CONTENT = "model.item_features=[id,genres,year,title]"
@@ -108,8 +109,11 @@ def test_add_movies_appends_content_vectors_and_the_package_serves_them(content_
     new = write_csv(
         tmp_path / "new.csv", [f"900001,Brand New Film (2026),{genre}", '900002,"Second, The (2026)",']
     )
-    settings = compose_settings([f"paths.artifacts_dir={artifacts}", f"paths.new_movies={new}"])
-    assert report_user_errors(lambda: add_movies_pipeline.run(settings)) == 0
+    result = run_cli(["add-movies", f"paths.artifacts_dir={artifacts}", f"paths.new_movies={new}"], tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "added 2 movies; the index now holds" in result.stdout
+    # training's package was built from the index the movies were added to: its table is merged
+    assert "answer table: the previous one merged with the 2 new movies" in result.stderr
     after = load_index(artifacts)  # verified against the new manifest
     assert after.item_ids.tolist() == [*before.item_ids.tolist(), 900001, 900002]
     assert after.titles[-1] == "Second, The (2026)"
@@ -127,6 +131,17 @@ def test_add_movies_appends_content_vectors_and_the_package_serves_them(content_
     [similar] = model.predict(pd.DataFrame({"movie_id": [900001], "k": [3]}))
     assert len(similar["similar"]) == 3
     assert Recommender.from_artifacts(artifacts).n_items == before.n_items + 2
+    # Every user's answers from the merged table are the brute-force core's over the grown catalogue.
+    core = Recommender.from_artifacts(artifacts)  # the index alone: no table, every movie scored
+    assert core.answers is None
+    users = after.user_ids.tolist()
+    table_k = InferConfig().answer_table_k
+    assert Recommender.from_artifacts(artifacts / "mlflow_model/artifacts/index").answers.k == table_k
+    for k in (10, table_k):
+        got = model.predict(pd.DataFrame({"user_id": users, "k": [k] * len(users)}))
+        assert_same_answers(got, core.recommend(users, k), k)
+    recommended = {movie for answer in got for movie, _, _ in answer["recommendations"]}
+    assert {900001, 900002} <= recommended  # the table's rows did take the new movies in
 
 
 @pytest.mark.parametrize(

@@ -99,7 +99,7 @@ def top_items_of_every_user(
 
     with (
         tqdm(total=len(starts), desc=desc, unit="batch", disable=not progress) as bar,
-        _one_torch_thread(when=workers > 1),
+        one_torch_thread(when=workers > 1),
         ThreadPoolExecutor(workers, thread_name_prefix=desc) as pool,
     ):
         pending: deque[tuple[np.ndarray, Future[TopItems]]] = deque()
@@ -137,7 +137,7 @@ def write_all_recommendations(
 
 
 @contextmanager
-def _one_torch_thread(when: bool) -> Iterator[None]:
+def one_torch_thread(when: bool) -> Iterator[None]:
     """torch's intra-op threads set to 1 while the worker threads score, then restored."""
     threads = torch.get_num_threads()
     if when:

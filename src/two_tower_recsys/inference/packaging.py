@@ -17,6 +17,7 @@ re-run replaces the previous package in one step, and a failed run leaves it unt
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 from collections.abc import Callable, Iterator
@@ -50,6 +51,7 @@ from two_tower_recsys.artifacts.store import (
     verified_manifest,
 )
 from two_tower_recsys.inference.answer_table import write_answer_table
+from two_tower_recsys.inference.answer_table_growth import GrownCatalogue, grown_top_items
 from two_tower_recsys.inference.batch import top_items_of_every_user
 from two_tower_recsys.inference.candidates import ann_params
 from two_tower_recsys.inference.pyfunc_model import INDEX_ARTIFACT, RECOMMENDATION_FORMAT, model_config
@@ -65,6 +67,9 @@ ANN_REQUIREMENTS = ("faiss-cpu",)  # only for a package built with an approximat
 # Loaded by MLflow as "model from code" (read, not imported here: importing it registers a model).
 MODEL_CODE = Path(__file__).with_name("mlflow_model_code.py")
 _PROGRESS_BAR_VARIABLE = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+PACKAGED_INDEX = Path("artifacts") / INDEX_ARTIFACT  # the index copy in a package, as MLflow saves it
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -102,12 +107,16 @@ def pinned_requirements(extra: tuple[str, ...] = ()) -> list[str]:
     return [f"{name}=={metadata.version(name).split('+')[0]}" for name in names]
 
 
-def _extra_files(artifacts_dir: Path, infer: InferConfig) -> Callable[[Path], dict[str, Any]]:
+def _extra_files(
+    artifacts_dir: Path, infer: InferConfig, grown: GrownCatalogue | None
+) -> Callable[[Path], dict[str, Any]]:
     """What the index copy gets beyond the index (written there, listed in its manifest).
 
     ``infer.index=pq`` or ``hnsw``: that approximate index over the item embeddings.
     ``infer.index=exact``: the answer table (every user's top ``infer.answer_table_k`` under
-    ``infer.exclude``), scored from the verified source index, whose files the copy must match.
+    ``infer.exclude``), scored from the verified source index, whose files the copy must match;
+    with ``grown`` (movies appended since the previous table), that table merged with the new
+    movies where it can be (:mod:`~two_tower_recsys.inference.answer_table_growth`).
     """
 
     def build(index_dir: Path) -> dict[str, Any]:
@@ -119,9 +128,17 @@ def _extra_files(artifacts_dir: Path, infer: InferConfig) -> Callable[[Path], di
         if infer.answer_table_k == 0:
             return {}
         recommender = Recommender.from_artifacts(artifacts_dir, batch_size=infer.batch_size)
+        index = recommender.index
         k = min(infer.answer_table_k, recommender.n_items)
-        batches = top_items_of_every_user(recommender, k, exclude=infer.exclude, desc="answer table")
-        return write_answer_table(index_dir, batches, len(recommender.index.user_ids), k, infer.exclude)
+        why_not = grown.usable_for(index, k, infer.exclude) if grown is not None else None
+        if grown is not None and why_not is None:
+            log.info("answer table: the previous one merged with the %d new movies", grown.n_new(index))
+            batches = grown_top_items(index, grown, k, batch_size=infer.batch_size)
+        else:
+            if why_not is not None:
+                log.info("answer table: every user ranked again, %s", why_not)
+            batches = top_items_of_every_user(recommender, k, exclude=infer.exclude, desc="answer table")
+        return write_answer_table(index_dir, batches, len(index.user_ids), k, infer.exclude)
 
     return build
 
@@ -135,10 +152,13 @@ class PyfuncSpec:
     example_user_id: int
 
 
-def pyfunc_spec(artifacts_dir: Path, workdir: Path, infer: InferConfig) -> PyfuncSpec:
+def pyfunc_spec(
+    artifacts_dir: Path, workdir: Path, infer: InferConfig, grown: GrownCatalogue | None = None
+) -> PyfuncSpec:
     """Stage a verified copy of the index and of this package's code in ``workdir`` and describe
     the model for MLflow (the same arguments whether it is saved to a folder or logged to a run)."""
-    manifest = copy_index(artifacts_dir, workdir / INDEX_ARTIFACT, _extra_files(artifacts_dir, infer))
+    extra_files = _extra_files(artifacts_dir, infer, grown)
+    manifest = copy_index(artifacts_dir, workdir / INDEX_ARTIFACT, extra_files)
     code = _copy_package_code(workdir / "code")
     example_user_id = _first_user_id(workdir / INDEX_ARTIFACT)
     arguments = {
@@ -162,12 +182,18 @@ def pyfunc_spec(artifacts_dir: Path, workdir: Path, infer: InferConfig) -> Pyfun
     return PyfuncSpec(arguments, manifest, example_user_id)
 
 
-def package_model(artifacts_dir: Path, destination: Path, infer: InferConfig) -> PackagedModel:
-    """Package the index in ``artifacts_dir`` as an MLflow pyfunc model at ``destination``."""
+def package_model(
+    artifacts_dir: Path, destination: Path, infer: InferConfig, grown: GrownCatalogue | None = None
+) -> PackagedModel:
+    """Package the index in ``artifacts_dir`` as an MLflow pyfunc model at ``destination``.
+
+    ``grown``: the previous package's answer table, of the index before movies were appended
+    (``two-tower add-movies``); read until the new package replaces the previous one.
+    """
     destination = Path(destination)
     verified_manifest(Path(artifacts_dir))  # fail before creating anything beside the destination
     with staged_directory(destination) as staging, quiet_artifact_transfers():
-        spec = pyfunc_spec(artifacts_dir, staging, infer)
+        spec = pyfunc_spec(artifacts_dir, staging, infer, grown)
         model_dir = staging / "model"
         mlflow.pyfunc.save_model(path=str(model_dir), **spec.arguments)
         replace_directory(model_dir, destination)
