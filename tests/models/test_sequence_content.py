@@ -61,7 +61,7 @@ def content_module(
 def test_a_history_reads_the_movie_towers_vectors_as_served_around_them(item_features):
     """The training tower reads the movie tower; the served one reads a table of its vectors (the
     index's): the two give the same user vectors, so nothing of the history is lost in the index."""
-    module, _ = content_module(item_features)
+    module, vocabulary = content_module(item_features)
     net = module.net.eval()
     assert net.user_tower.item_embedding is net.item_tower
     trained_tower = net.user_tower
@@ -79,7 +79,7 @@ def test_a_history_reads_the_movie_towers_vectors_as_served_around_them(item_fea
         pl.when(pl.col("movieId") == 8).then(pl.lit("Horror")).otherwise("genres").alias("genres")
     )
     before = trained_tower(history, lengths).detach()
-    net.item_tower.set_tokens(encode_movies(other_genre, ContentVocabulary.from_movies(item_features, MOVIES)))
+    net.item_tower.set_tokens(encode_movies(other_genre, vocabulary))
     with torch.no_grad():
         after = trained_tower(history, lengths)
     assert not torch.allclose(after[0], before[0], atol=1e-4)  # row 0 holds movie index 7 (movieId 8)
