@@ -270,11 +270,6 @@ class ModelConfig:
             raise ConfigError(
                 "model.id_dropout needs model.item_features with id and content, e.g. [id,genres]"
             )
-        if self.reads_content and self.user_tower != "id":
-            raise ConfigError(
-                "model.item_features with content needs model.user_tower=id (the sequence tower reads "
-                "the movie id table only)"
-            )
 
 
 @dataclass(frozen=True)

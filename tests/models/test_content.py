@@ -184,7 +184,6 @@ def test_the_tower_is_the_id_embedding_plus_the_content_vector():
         ({"item_features": ("id", "keywords")}, "model.item_features: unknown feature 'keywords'"),
         ({"item_features": ()}, "model.item_features must name each feature once"),
         ({"item_features": ("id", "id")}, "model.item_features must name each feature once"),
-        ({"item_features": ("id", "genres"), "user_tower": "sequence"}, "needs model.user_tower=id"),
     ],
 )
 def test_bad_item_features_are_one_line_config_errors(fields, message):

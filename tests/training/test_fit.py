@@ -120,12 +120,15 @@ class _SequenceLosses(L.Callback):
         self.pairs.append((float(loss), float(expected)))
 
 
+@pytest.mark.parametrize("item_features", [("id",), ("id", "genres", "year", "title")])
 def test_lightning_trains_the_sequence_tower_on_the_smoothed_loss_without_earlier_positives(
-    tiny, fit_three_batches
+    tiny, fit_three_batches, item_features
 ):
+    """With content, the candidates and the history's movies are the id + content vectors."""
     settings, _ = tiny
     model = dataclasses.replace(
         settings.model,
+        item_features=item_features,
         user_tower="sequence",
         negatives="full",
         l2_reg=0.0,

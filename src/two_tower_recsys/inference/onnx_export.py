@@ -1,9 +1,14 @@
 """Export the trained scorer to ONNX: ``(user_idx [N], item_idx [N]) -> score [N]``, N dynamic.
 
-The exported network is the checkpoint's plain :class:`TwoTower` module (``forward`` is exactly the
-pairwise scorer), traced with PyTorch's ``torch.export``-based exporter (the default since 2.9;
-the TorchScript one is deprecated). Inputs are int64 indices, not original ids: map userId/movieId
-with ``user2idx.json`` / ``item2idx.json`` beside it. The weights are stored inside the one file.
+The exported network is a plain :class:`TwoTower` module (``forward`` is exactly the pairwise
+scorer): the checkpoint's user tower, and as movie tower a constant table of the index's movie
+vectors (``item_embeddings.pt``, what the server ranks by). For an id movie tower that table is
+the checkpoint's own; for one that reads content it is each movie's final vector (id embedding +
+content), so the scorer covers every catalogue movie, those that have no id embedding (too few
+ratings to train, or added later) included, without exporting the content encoder. It is traced
+with PyTorch's ``torch.export``-based exporter (the default since 2.9; the TorchScript one is
+deprecated). Inputs are int64 indices, not original ids: map userId/movieId with
+``user2idx.json`` / ``item2idx.json`` beside it. The weights are stored inside the one file.
 
 The file's metadata records the ``index_id`` of the index it was exported with (key
 ``two_tower_recsys.index_id``); :func:`scoring_session` refuses a file exported before the index
@@ -20,8 +25,16 @@ import numpy as np
 import onnx
 import torch
 
-from two_tower_recsys.artifacts.store import CHECKPOINT, index_id, refuse_if_stale, verified_manifest
+from two_tower_recsys.artifacts.store import (
+    CHECKPOINT,
+    ITEM_EMBEDDINGS,
+    index_id,
+    refuse_if_stale,
+    verified_manifest,
+)
 from two_tower_recsys.errors import ArtifactError
+from two_tower_recsys.models.components.towers import IdEmbeddingTower
+from two_tower_recsys.models.components.two_tower import TwoTower
 from two_tower_recsys.utils.fileio import atomic_path
 
 INPUT_NAMES = ("user_idx", "item_idx")
@@ -38,9 +51,9 @@ class OnnxExport:
     max_abs_difference: float  # ONNX Runtime vs PyTorch on random pairs
 
 
-def load_scoring_network(artifacts_dir: Path, manifest: dict | None = None) -> torch.nn.Module:
-    """The checkpoint's two-tower network in eval mode (the checkpoint is verified first, unless
-    the caller passes the manifest it has just verified)."""
+def load_scoring_network(artifacts_dir: Path, manifest: dict | None = None) -> TwoTower:
+    """The checkpoint's user tower over the index's movie vectors, in eval mode (the index is
+    verified first, unless the caller passes the manifest it has just verified)."""
     if manifest is None:
         manifest = verified_manifest(Path(artifacts_dir))
     if CHECKPOINT not in manifest.get("files", {}):
@@ -54,7 +67,16 @@ def load_scoring_network(artifacts_dir: Path, manifest: dict | None = None) -> t
             "a sequence user tower (model.user_tower=sequence) has no (user_idx, item_idx) scorer; "
             "export its tower with inference.onnx_sequence_export (two-tower export-onnx does)"
         )
-    return module.net.eval()
+    item_embeddings = torch.load(Path(artifacts_dir) / ITEM_EMBEDDINGS, weights_only=True)
+    return TwoTower(module.net.user_tower, movie_table(item_embeddings), module.net.temperature).eval()
+
+
+def movie_table(item_embeddings: torch.Tensor) -> IdEmbeddingTower:
+    """A frozen movie tower whose row ``i`` is ``item_embeddings[i]``."""
+    tower = IdEmbeddingTower(*item_embeddings.shape)
+    with torch.no_grad():
+        tower.embedding.weight.copy_(item_embeddings)
+    return tower.requires_grad_(False)
 
 
 def scoring_session(onnx_path: Path, artifacts_dir: Path) -> object:

@@ -74,7 +74,7 @@ def run(settings: AppConfig) -> None:
     )
     if paths.onnx_model.exists():
         log.warning(
-            "%s scores (user_idx, item_idx) of the trained movies only: it does not know the added ones",
+            "%s was exported before these movies were added: rerun two-tower export-onnx to score them",
             paths.onnx_model,
         )
     print(f"added {movies.height} movies; the index now holds {manifest['n_items']}")

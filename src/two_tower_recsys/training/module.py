@@ -143,14 +143,22 @@ class TwoTowerModule(L.LightningModule):
                     f"a {self.net.user_tower.kind} user tower scores users from histories: pass histories"
                 )
             tower = copy.deepcopy(self.net.user_tower).cpu().eval()
-            return SequenceScorer(
-                tower,
-                histories,
-                self.net.item_tower.embed_all().detach().cpu().clone(),
-                self.model_config.temperature,
-            )
+            return SequenceScorer(tower, histories, self.movie_vectors(), self.model_config.temperature)
         return EmbeddingScorer(
             self.net.user_tower.embed_all().detach().cpu().clone(),
-            self.net.item_tower.embed_all().detach().cpu().clone(),
+            self.movie_vectors(),
             self.model_config.temperature,
         )
+
+    @torch.no_grad()
+    def movie_vectors(self) -> torch.Tensor:
+        """Every training-catalogue movie's vector as served, on the CPU: in eval mode, as the
+        scorer is called between training steps too (per-epoch validation), where a movie tower's
+        id dropout must not leave ids out."""
+        tower = self.net.item_tower
+        was_training = tower.training
+        tower.eval()
+        try:
+            return tower.embed_all().detach().cpu().clone()
+        finally:
+            tower.train(was_training)

@@ -1,13 +1,15 @@
 """A user tower that reads the user's recent positives: a small causal transformer (SASRec-style).
 
 Input: the user's most recent movies, oldest first, right-padded, as ``[B, L]`` item indices plus
-each row's length. The movies are embedded with the movie tower's own table (shared, not copied),
-so a movie means the same thing as an input and as a candidate; learned positions count from the
-start of the window. Attention is causal, so the output at position ``j`` depends on positions
-``0..j`` only: one forward pass gives the user vector after every prefix (next-item training at
-every position), and right padding never leaks into real positions. The user vector is the output
-at the last real position; score = dot(user vector, movie vector) / temperature, as for the ID
-tower.
+each row's length. The movies are read through the movie tower itself (shared, not copied): its
+id table, or, for a movie tower that reads content, its id embedding plus content vector. So a
+movie means the same thing as an input and as a candidate, and once served (around the index's
+movie vectors) a history naming a movie that has no id embedding reads its content vector.
+Learned positions count from the start of the window. Attention is causal, so the output at
+position ``j`` depends on positions ``0..j`` only: one forward pass gives the user vector after
+every prefix (next-item training at every position), and right padding never leaks into real
+positions. The user vector is the output at the last real position; score = dot(user vector,
+movie vector) / temperature, as for the ID tower.
 
 It is the ``sequence`` kind of user encoder (``user_encoders.HistoryUserEncoder``).
 """
@@ -15,16 +17,14 @@ It is the ``sequence`` kind of user encoder (``user_encoders.HistoryUserEncoder`
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from two_tower_recsys.models.components.towers import IdEmbeddingTower, Tower
 from two_tower_recsys.settings import ModelConfig
-
-if TYPE_CHECKING:
-    from two_tower_recsys.models.components.towers import IdEmbeddingTower
 
 
 class CausalBlock(nn.Module):
@@ -73,7 +73,21 @@ class TowerShape:
         return cls(int(values["max_history"]), int(values["n_blocks"]), int(values["n_heads"]))
 
 
-ITEM_TABLE = "item_embedding.weight"  # the movie tower's table, stored once, as the item embeddings
+# The movie tower's weights under the sequence tower (an id table's is ``item_embedding.weight``):
+# stored once, as the index's item embeddings, never with the tower's own weights.
+ITEM_WEIGHTS_PREFIX = "item_embedding."
+
+
+def _movie_vector_scale(item_vectors: nn.Module) -> float:
+    """The standard deviation of the movie vectors ``item_vectors`` gives (in eval mode: a movie
+    tower's training-time id dropout must not change it)."""
+    if isinstance(item_vectors, nn.Embedding):
+        return float(item_vectors.weight.detach().std())
+    was_training = item_vectors.training
+    with torch.no_grad():
+        scale = float(item_vectors.eval().embed_all().std())
+    item_vectors.train(was_training)
+    return scale
 
 
 class SequenceTower(nn.Module):
@@ -84,30 +98,35 @@ class SequenceTower(nn.Module):
 
     def __init__(
         self,
-        item_embedding: nn.Embedding,
+        item_embedding: nn.Module,
         *,
         max_history: int,
         n_blocks: int,
         n_heads: int,
         dropout: float,
     ):
+        """``item_embedding``: item indices [N] -> movie vectors [N, dim], an ``nn.Embedding`` (the
+        id movie tower's table, or the index's movie vectors when served) or a movie tower."""
         super().__init__()
-        self.dim = item_embedding.embedding_dim
+        self.dim = (
+            item_embedding.embedding_dim if isinstance(item_embedding, nn.Embedding) else item_embedding.dim
+        )
         self.max_history = max_history
-        self.item_embedding = item_embedding  # the movie tower's table: one parameter, two uses
+        self.item_embedding = item_embedding  # the movie tower's: its weights, two uses
         self.positions = nn.Embedding(max_history, self.dim)
-        # At the movie table's scale: larger positions would drown which movie sits there.
-        nn.init.normal_(self.positions.weight, std=float(item_embedding.weight.detach().std()))
+        # At the movie vectors' scale: larger positions would drown which movie sits there.
+        nn.init.normal_(self.positions.weight, std=_movie_vector_scale(item_embedding))
         self.input_dropout = nn.Dropout(dropout)
         self.blocks = nn.ModuleList(CausalBlock(self.dim, n_heads, dropout) for _ in range(n_blocks))
         self.output_norm = nn.LayerNorm(self.dim)
 
     @classmethod
-    def from_config(
-        cls, cfg: ModelConfig, *, n_users: int, item_tower: IdEmbeddingTower, sparse: bool
-    ) -> SequenceTower:
+    def from_config(cls, cfg: ModelConfig, *, n_users: int, item_tower: Tower, sparse: bool) -> SequenceTower:
+        # An id tower's table itself (its weight stays ``item_embedding.weight`` in checkpoints);
+        # any other movie tower whole, so that the history reads what the candidates are.
+        reads = item_tower.embedding if isinstance(item_tower, IdEmbeddingTower) else item_tower
         return cls(
-            item_tower.embedding,
+            reads,
             max_history=cfg.max_history,
             n_blocks=cfg.n_blocks,
             n_heads=cfg.n_heads,
@@ -118,11 +137,11 @@ class SequenceTower(nn.Module):
         return TowerShape(self.max_history, len(self.blocks), self.blocks[0].n_heads if self.blocks else 1)
 
     def weights_without_items(self) -> dict[str, torch.Tensor]:
-        """Every weight but the shared movie table, detached, on the CPU."""
+        """Every weight but the shared movie tower's, detached, on the CPU."""
         return {
             name: tensor.detach().cpu().clone()
             for name, tensor in self.state_dict().items()
-            if name != ITEM_TABLE
+            if not name.startswith(ITEM_WEIGHTS_PREFIX)
         }
 
     @classmethod
@@ -135,7 +154,7 @@ class SequenceTower(nn.Module):
         tower = cls(
             table, max_history=shape.max_history, n_blocks=shape.n_blocks, n_heads=shape.n_heads, dropout=0.0
         )
-        tower.load_state_dict({**weights, ITEM_TABLE: table.weight}, strict=True)
+        tower.load_state_dict({**weights, f"{ITEM_WEIGHTS_PREFIX}weight": table.weight}, strict=True)
         return tower.eval().requires_grad_(False)
 
     def index_settings(self) -> dict[str, Any]:
@@ -156,7 +175,9 @@ class SequenceTower(nn.Module):
         if length > self.max_history:
             raise ValueError(f"history of {length} movies is longer than max_history={self.max_history}")
         positions = self.positions.weight[:length].unsqueeze(0)
-        x = self.input_dropout(self.item_embedding(history) + positions)
+        # Flat: a movie tower maps a vector of indices to rows (a table would take any shape).
+        movies = self.item_embedding(history.flatten()).unflatten(0, history.shape)
+        x = self.input_dropout(movies + positions)
         for block in self.blocks:
             x = block(x)
         return self.output_norm(x)

@@ -49,7 +49,7 @@ class IdEmbeddingTower(Tower):
 
     @classmethod
     def from_config(
-        cls, cfg: ModelConfig, *, n_users: int, item_tower: IdEmbeddingTower, sparse: bool
+        cls, cfg: ModelConfig, *, n_users: int, item_tower: Tower, sparse: bool
     ) -> IdEmbeddingTower:
         return cls(n_users, cfg.embedding_dim, init_std=cfg.init_std, sparse=sparse)
 

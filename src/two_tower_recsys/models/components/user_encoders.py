@@ -13,7 +13,8 @@ under its name. The rest of the code asks the encoder what it reads, never which
   must read only that prefix (causal). ``embed_histories(history, lengths) -> [B, dim]`` is the
   vector after each row's last real movie: each split is scored from the positives known before
   it, the index stores the vectors of every known positive, and a request may send a fresh
-  history. The encoder reads movies through the movie tower's table, which the index already holds
+  history. The encoder reads movies through the movie tower (its id table, or id embedding plus
+  content vector), whose output for every catalogue movie the index already holds
   (``item_embeddings.pt``); it saves the rest of itself (``index_settings``, ``index_weights``)
   and is rebuilt around those movie vectors (``from_index``), in eval mode.
 
@@ -28,7 +29,7 @@ from typing import Any, ClassVar, Protocol
 import torch
 
 from two_tower_recsys.models.components.sequence_tower import SequenceTower
-from two_tower_recsys.models.components.towers import IdEmbeddingTower
+from two_tower_recsys.models.components.towers import IdEmbeddingTower, Tower
 from two_tower_recsys.settings import ModelConfig
 
 
@@ -38,9 +39,7 @@ class UserEncoder(Protocol):
     dim: int
 
     @classmethod
-    def from_config(
-        cls, cfg: ModelConfig, *, n_users: int, item_tower: IdEmbeddingTower, sparse: bool
-    ) -> UserEncoder:
+    def from_config(cls, cfg: ModelConfig, *, n_users: int, item_tower: Tower, sparse: bool) -> UserEncoder:
         """A fresh encoder; ``item_tower``: the movie tower (whose table it may share); ``sparse``:
         the optimizer updates embedding rows only (trainer.optimizer=lazy_adam)."""
         ...
@@ -93,7 +92,7 @@ def user_encoder_class(kind: str) -> type[UserEncoder]:
 
 
 def build_user_encoder(
-    cfg: ModelConfig, *, n_users: int, item_tower: IdEmbeddingTower, sparse: bool
+    cfg: ModelConfig, *, n_users: int, item_tower: Tower, sparse: bool
 ) -> IdUserEncoder | HistoryUserEncoder:
     return user_encoder_class(cfg.user_tower).from_config(
         cfg, n_users=n_users, item_tower=item_tower, sparse=sparse
