@@ -97,20 +97,24 @@ def _into_smoothed_loss_gradient(
     """
     masked_rows, masked_columns = masked
     rows = torch.arange(len(logits), device=logits.device)
+    # Flat positions: take / index_fill_ on them are about twice as fast as 2-D advanced indexing
+    # (a few hundred thousand masked pairs per step with hidden earlier positives).
+    flat_logits = logits.view(-1)
+    masked_flat = masked_rows * logits.shape[1] + masked_columns
     if label_smoothing:
         # in the logits' dtype: an integer count would round scale * ε / n to float32
         n_masked = torch.bincount(masked_rows, minlength=len(logits)).to(logits.dtype)
         n_candidates = logits.shape[1] - n_masked
-        masked_logits = logits[masked_rows, masked_columns]
+        masked_logits = flat_logits.take(masked_flat)
         candidate_sum = logits.sum(dim=1).index_add_(0, masked_rows, -masked_logits)
-    logits[masked_rows, masked_columns] = float("-inf")
+    flat_logits.index_fill_(0, masked_flat, float("-inf"))
     positive = logits[rows, positive_columns]
     log_norm = _into_loss_gradient(logits, scale)  # softmax * scale; 0 where masked
     total = (log_norm - (1 - label_smoothing) * positive).sum()
     if label_smoothing:
         total = total - label_smoothing * (candidate_sum / n_candidates).sum()
         logits.sub_((scale * label_smoothing / n_candidates).unsqueeze(1))
-        logits[masked_rows, masked_columns] = 0.0
+        flat_logits.index_fill_(0, masked_flat, 0.0)
     logits[rows, positive_columns] -= scale * (1 - label_smoothing)
     return total
 
