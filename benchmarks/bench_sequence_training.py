@@ -148,7 +148,7 @@ def main() -> None:
             f"sequence {args.negatives:9s} pool {pool:5d} "
             f"batch {args.batch_size:5d} smoothing {args.label_smoothing} hide "
             f"{args.hide_earlier_positives!s:5s} epoch {run['epoch_s']:7.1f} s "
-            f"({run['epoch_cpu_s']:.0f} CPU s)  {run['targets_per_s']:9.0f} "
+            f"({run['epoch_cpu_s']:.1f} CPU s)  {run['targets_per_s']:9.0f} "
             f"targets/s  {run['batches']} batches  peak RSS {run['peak_rss_mb']:.0f} MB",
             flush=True,
         )
