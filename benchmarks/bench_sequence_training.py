@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/bench_sequence_training.py [--zip PATH] [--negatives in_batch]
         [--targets 2000000] [--batch-size 2048] [--max-history 50]
         [--label-smoothing 0.1 --hide-earlier-positives]   # the recipe's full-softmax options
+        [--sampled-negatives 2048]                          # the pool of --negatives mixed
         [--accelerator cpu] [--processed-dir DIR]
 
 One epoch through the real LightningModule, sequence loader and Trainer, in a fresh process
@@ -49,6 +50,7 @@ def child(zip_path: Path, processed_dir: Path, args: argparse.Namespace) -> None
     model_cfg = ModelConfig(
         user_tower="sequence",
         negatives=args.negatives,
+        sampled_negatives=args.sampled_negatives,
         l2_reg=0.0,
         max_history=args.max_history,
         label_smoothing=args.label_smoothing,
@@ -93,6 +95,8 @@ def child(zip_path: Path, processed_dir: Path, args: argparse.Namespace) -> None
         json.dumps(
             {
                 "negatives": args.negatives,
+                "sampled_negatives": args.sampled_negatives if args.negatives == "mixed" else None,
+                "batch_size": args.batch_size,
                 "label_smoothing": args.label_smoothing,
                 "hide_earlier_positives": args.hide_earlier_positives,
                 "epoch_s": seconds,
@@ -113,7 +117,8 @@ def child(zip_path: Path, processed_dir: Path, args: argparse.Namespace) -> None
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--zip", type=Path, default=None, help="default: the synthetic ML-20M-shaped zip")
-    parser.add_argument("--negatives", default="in_batch", choices=["in_batch", "full"])
+    parser.add_argument("--negatives", default="in_batch", choices=["in_batch", "full", "mixed"])
+    parser.add_argument("--sampled-negatives", type=int, default=2048, help="the pool of --negatives mixed")
     parser.add_argument("--targets", type=int, default=2_000_000)
     parser.add_argument("--batch-size", type=int, default=2048)
     parser.add_argument("--max-history", type=int, default=50)
@@ -130,6 +135,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as temporary:
         processed_dir = str(args.processed_dir or temporary)
         options = ["--negatives", args.negatives, "--targets", str(args.targets)]
+        options += ["--sampled-negatives", str(args.sampled_negatives)]
         options += ["--batch-size", str(args.batch_size), "--max-history", str(args.max_history)]
         options += ["--label-smoothing", str(args.label_smoothing)]
         options += ["--hide-earlier-positives"] if args.hide_earlier_positives else []
@@ -137,10 +143,12 @@ def main() -> None:
         run = run_isolated(Path(__file__), [str(zip_path), processed_dir, *options])
         if args.accelerator != "cpu":
             print(json.dumps(run), flush=True)
+        pool = args.sampled_negatives if args.negatives == "mixed" else 0
         print(
-            f"sequence {args.negatives:9s} smoothing {args.label_smoothing} hide "
+            f"sequence {args.negatives:9s} pool {pool:5d} "
+            f"batch {args.batch_size:5d} smoothing {args.label_smoothing} hide "
             f"{args.hide_earlier_positives!s:5s} epoch {run['epoch_s']:7.1f} s "
-            f"({run['epoch_cpu_s']:.0f} CPU s)  {run['targets_per_s']:9.0f} "
+            f"({run['epoch_cpu_s']:.1f} CPU s)  {run['targets_per_s']:9.0f} "
             f"targets/s  {run['batches']} batches  peak RSS {run['peak_rss_mb']:.0f} MB",
             flush=True,
         )

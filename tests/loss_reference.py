@@ -16,3 +16,16 @@ def candidate_cross_entropy(logits, targets, hidden, label_smoothing):
             )
         )
     return torch.stack(losses).mean()
+
+
+def shared_candidates_not_offered(candidate_idx, n_rows, hidden):
+    """{(row, column)} a row may not pick among columns shared by the batch (row i's positive is column
+    i): the other columns holding its positive movie (accidental hits) and those holding one of its
+    ``hidden`` movies ({(row, movie)})."""
+    movies = candidate_idx.tolist()
+    return {
+        (row, column)
+        for row in range(n_rows)
+        for column, movie in enumerate(movies)
+        if column != row and (movie == movies[row] or (row, movie) in hidden)
+    }

@@ -80,7 +80,7 @@ def test_non_positive_values_are_rejected():
 
 
 def test_literal_choices_are_checked():
-    with pytest.raises(ConfigError, match="model.negatives must be one of in_batch, full"):
+    with pytest.raises(ConfigError, match="model.negatives must be one of in_batch, full, mixed"):
         compose_settings(["model.negatives=random"])
     with pytest.raises(ConfigError, match="infer.index must be one of exact, pq, hnsw"):
         compose_settings(["infer.index=ivf"])
@@ -149,15 +149,19 @@ SEQUENCE_IN_BATCH = [
         (["model.max_history=0"], "model.max_history must be positive, got 0"),
         (["model.user_tower=sequence"], "model.user_tower=sequence needs trainer.optimizer=adam or adamw"),
         (["model.label_smoothing=1.0"], "model.label_smoothing must be in [0, 1), got 1.0"),
-        (["model.label_smoothing=0.1"], "model.label_smoothing needs model.negatives=full"),
+        (["model.label_smoothing=0.1"], "model.label_smoothing needs model.negatives=full or mixed"),
         (
             ["experiment=sequence", "model.negatives=in_batch"],
-            "model.label_smoothing needs model.negatives=full",
+            "model.label_smoothing needs model.negatives=full or mixed",
         ),
         (
-            ["model.hide_earlier_positives=true", "model.negatives=full"],
-            "model.hide_earlier_positives needs model.user_tower=sequence and model.negatives=full, "
-            "got user_tower=id, negatives=full",
+            ["model.hide_earlier_positives=true", "model.negatives=mixed"],
+            "model.hide_earlier_positives needs model.user_tower=sequence and model.negatives=full or "
+            "mixed, got user_tower=id, negatives=mixed",
+        ),
+        (
+            ["experiment=sequence", "model.negatives=mixed", "model.sampled_negatives=0"],
+            "model.sampled_negatives must be positive, got 0",
         ),
     ],
 )

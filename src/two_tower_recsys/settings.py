@@ -45,7 +45,7 @@ def _freeze_lists(settings: Any, *names: str) -> None:
 # takes one of them checks against these.
 MODEL_NAMES: tuple[str, ...] = ("two_tower", "popularity", "ease", "als")
 USER_TOWERS: tuple[str, ...] = ("id", "sequence")
-NEGATIVES: tuple[str, ...] = ("in_batch", "full")
+NEGATIVES: tuple[str, ...] = ("in_batch", "full", "mixed")
 OPTIMIZERS: tuple[str, ...] = ("adam", "adamw", "lazy_adam")
 EXCLUDE_CHOICES: tuple[str, ...] = ("rated", "positives", "none")
 INDEX_CHOICES: tuple[str, ...] = ("exact", "pq", "hnsw")
@@ -195,7 +195,10 @@ class ModelConfig:
     user_tower: str = "id"
     embedding_dim: int = 64
     temperature: float = 1.0  # score = dot(user, movie) / temperature
-    negatives: str = "in_batch"  # in_batch | full (softmax over the whole catalogue)
+    # in_batch | full (softmax over the whole catalogue) | mixed (the batch's movies plus a pool
+    # of sampled_negatives drawn per step from smoothed popularity; training/negatives.py)
+    negatives: str = "in_batch"
+    sampled_negatives: int = 2048  # negatives=mixed only: the pool's size
     logq_correction: bool = True  # subtract log sampling probability from in-batch logits (Yi et al. 2019)
     init_std: float = 0.01  # N(0, 0.01) initial embeddings (0.1 was 0.008 worse on validation)
     # Weight of the batch rows' mean squared embedding norm in the loss; chosen on validation (README).
@@ -205,10 +208,10 @@ class ModelConfig:
     n_blocks: int = 2
     n_heads: int = 2
     dropout: float = 0.2
-    # negatives=full only: ε of the target distribution spread over the row's candidates.
+    # negatives=full or mixed only: ε of the target distribution spread over the row's candidates.
     label_smoothing: float = 0.0
-    # user_tower=sequence, negatives=full only: a target's earlier movies in its training window
-    # (the same user's positives, never ranked for them) are not negatives.
+    # user_tower=sequence, negatives=full or mixed only: a target's earlier movies in its training
+    # window (the same user's positives, never ranked for them) are not negatives.
     hide_earlier_positives: bool = False
     # What the movie tower reads: id (a learned embedding per trained movie) and/or content,
     # genres, year, title (models/components/content.py); the movie vector is their sum.
@@ -244,12 +247,15 @@ class ModelConfig:
             raise ConfigError(f"model.dropout must be in [0, 1), got {self.dropout}")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ConfigError(f"model.label_smoothing must be in [0, 1), got {self.label_smoothing}")
-        if self.label_smoothing and self.negatives != "full":
-            raise ConfigError("model.label_smoothing needs model.negatives=full (the in-batch loss has none)")
-        if self.hide_earlier_positives and (self.user_tower != "sequence" or self.negatives != "full"):
+        _require_positive("model", sampled_negatives=self.sampled_negatives)
+        if self.label_smoothing and self.negatives == "in_batch":
             raise ConfigError(
-                "model.hide_earlier_positives needs model.user_tower=sequence and model.negatives=full, "
-                f"got user_tower={self.user_tower}, negatives={self.negatives}"
+                "model.label_smoothing needs model.negatives=full or mixed (the in-batch loss has none)"
+            )
+        if self.hide_earlier_positives and (self.user_tower != "sequence" or self.negatives == "in_batch"):
+            raise ConfigError(
+                "model.hide_earlier_positives needs model.user_tower=sequence and model.negatives=full "
+                f"or mixed, got user_tower={self.user_tower}, negatives={self.negatives}"
             )
 
     def _check_item_features(self) -> None:

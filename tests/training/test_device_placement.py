@@ -101,6 +101,10 @@ class _WatchTheFit(L.Callback):
             {},
         ),
         ({"user_tower": "sequence", "negatives": "in_batch", "max_history": 8}, {"ema_decay": 0.9}),
+        (
+            {"user_tower": "sequence", "negatives": "mixed", "sampled_negatives": 100, "max_history": 8},
+            {},
+        ),
     ],
     ids=[
         "id-in_batch",
@@ -108,6 +112,7 @@ class _WatchTheFit(L.Callback):
         "sequence-in_batch",
         "sequence-full-hide_earlier_positives",
         "sequence-in_batch-weight_average",  # validation scores the averaged copy
+        "sequence-mixed",  # the pool is drawn on the module's device
     ],
 )
 def test_every_tensor_the_fit_makes_follows_the_module(

@@ -7,7 +7,7 @@ import lightning as L
 import pytest
 import torch
 from lightning.pytorch.loggers import Logger
-from loss_reference import candidate_cross_entropy
+from loss_reference import candidate_cross_entropy, shared_candidates_not_offered
 from support import TINY_FIT_MAX_PAIRS
 
 from two_tower_recsys.training.fit import fit_two_tower
@@ -108,21 +108,31 @@ class _SequenceLosses(L.Callback):
 
     def on_before_backward(self, trainer, pl_module, loss):
         inputs, targets, mask = self.batch
-        with torch.no_grad():  # dropout is 0: the same user vectors as the training step's
-            users = pl_module.net.user_tower.encode(inputs)[mask]
-            logits = users @ pl_module.net.item_tower.embed_all().T
         hidden = {  # each kept target's earlier movies in its window
             (row, movie)
             for row, (sequence, position) in enumerate(torch.nonzero(mask).tolist())
             for movie in inputs[sequence, : position + 1].tolist()
         }
-        expected = candidate_cross_entropy(logits, targets[mask], hidden, label_smoothing=0.2)
+        with torch.no_grad():  # dropout is 0: the same user vectors as the training step's
+            users = pl_module.net.user_tower.encode(inputs)[mask]
+            if pl_module.model_config.negatives == "full":
+                logits = users @ pl_module.net.item_tower.embed_all().T
+                expected = candidate_cross_entropy(logits, targets[mask], hidden, label_smoothing=0.2)
+            else:  # the step's targets, then the pool it drew: the correction over both
+                negatives = pl_module.mixed_negatives
+                candidates = torch.cat([targets[mask], negatives.draw(trainer.global_step)])
+                correction = negatives.log_expected_draws(candidates, pl_module.log_q, len(users))
+                logits = users @ pl_module.net.item_tower(candidates).T - correction
+                not_offered = shared_candidates_not_offered(candidates, len(users), hidden)
+                rows = torch.arange(len(users))
+                expected = candidate_cross_entropy(logits, rows, not_offered, label_smoothing=0.2)
         self.pairs.append((float(loss), float(expected)))
 
 
+@pytest.mark.parametrize("negatives", ["full", "mixed"])
 @pytest.mark.parametrize("item_features", [("id",), ("id", "genres", "year", "title")])
 def test_lightning_trains_the_sequence_tower_on_the_smoothed_loss_without_earlier_positives(
-    tiny, fit_three_batches, item_features
+    tiny, fit_three_batches, item_features, negatives
 ):
     """With content, the candidates and the history's movies are the id + content vectors."""
     settings, _ = tiny
@@ -130,7 +140,8 @@ def test_lightning_trains_the_sequence_tower_on_the_smoothed_loss_without_earlie
         settings.model,
         item_features=item_features,
         user_tower="sequence",
-        negatives="full",
+        negatives=negatives,
+        sampled_negatives=300,
         l2_reg=0.0,
         max_history=8,
         dropout=0.0,

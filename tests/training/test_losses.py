@@ -169,3 +169,64 @@ def test_duplicate_positions_lists_every_other_occurrence():
     assert pairs == [(0, 2), (0, 4), (1, 5), (2, 0), (2, 4), (4, 0), (4, 2), (5, 1)]
     empty_rows, _ = duplicate_positions(torch.tensor([1, 2, 3]))
     assert len(empty_rows) == 0
+
+
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.2])
+@pytest.mark.parametrize("with_log_q", [False, True])
+def test_mixed_softmax_loss_and_gradients_match_autograd_on_the_definition(label_smoothing, with_log_q):
+    from loss_reference import shared_candidates_not_offered
+
+    from two_tower_recsys.training.losses import mixed_softmax_loss
+
+    generator = torch.Generator().manual_seed(4)
+    batch, pool, n_movies = 12, 15, 10  # few movies: repeats within the batch, the pool and across
+    targets = torch.tensor([0, 3, 3, 7, 9, 2, 5, 5, 9, 1, 3, 8])
+    candidates = torch.cat([targets, torch.randint(0, n_movies, (pool,), generator=generator)])
+    users = torch.randn(batch, 5, generator=generator, dtype=torch.float64)
+    candidate_emb = torch.randn(batch + pool, 5, generator=generator, dtype=torch.float64)
+    # earlier positives: never the row's own target; some are in the batch, some only in the pool
+    hidden = {(0, 4), (0, 5), (1, 0), (3, 3), (5, 0), (5, 1), (5, 9), (9, 0), (9, 2), (11, 6)}
+    rows, movies = (torch.tensor(column) for column in zip(*sorted(hidden), strict=True))
+    log_q = torch.randn(batch + pool, generator=generator, dtype=torch.float64) if with_log_q else None
+    not_offered = shared_candidates_not_offered(candidates, batch, hidden)
+    accidental_hits_in_pool = {(r, c) for r, c in not_offered if c >= batch and candidates[c] == targets[r]}
+    assert accidental_hits_in_pool and len(not_offered) > len(accidental_hits_in_pool)  # the cases are there
+
+    ours = gradients(
+        lambda u, c: mixed_softmax_loss(
+            u,
+            c,
+            candidates,
+            temperature=0.5,
+            label_smoothing=label_smoothing,
+            log_q=log_q,
+            hidden=(rows, movies),
+        ),
+        users,
+        candidate_emb,
+    )
+
+    def definition(u, c):
+        logits = u @ c.T / 0.5
+        if log_q is not None:
+            logits = logits - log_q.unsqueeze(0)
+        return candidate_cross_entropy(logits, torch.arange(batch), not_offered, label_smoothing)
+
+    reference = gradients(definition, users, candidate_emb)
+    # float64 throughout: only summation order differs
+    assert float(ours[0]) == pytest.approx(float(reference[0]), rel=1e-12)
+    for mine, theirs in zip(ours[1], reference[1], strict=True):
+        assert torch.allclose(mine, theirs, rtol=1e-10, atol=1e-12)
+
+
+def test_mixed_softmax_without_a_pool_is_the_in_batch_loss():
+    from two_tower_recsys.training.losses import mixed_softmax_loss
+
+    generator = torch.Generator().manual_seed(5)
+    users = torch.randn(16, 4, generator=generator, dtype=torch.float64)
+    items = torch.randn(16, 4, generator=generator, dtype=torch.float64)
+    item_idx = torch.randint(0, 6, (16,), generator=generator)
+    log_q = torch.log_softmax(torch.randn(6, generator=generator, dtype=torch.float64), 0)
+    mixed = mixed_softmax_loss(users, items, item_idx, temperature=0.7, log_q=log_q[item_idx])
+    in_batch = in_batch_softmax_loss(users, items, item_idx, temperature=0.7, log_q=log_q)
+    assert float(mixed) == pytest.approx(float(in_batch), rel=1e-12)

@@ -107,6 +107,7 @@ def fit_two_tower(
         trainer_cfg,
         item_counts=popularity_counts(train, dataset.n_items) if sequences is None else sequences.item_counts,
         content_vocabulary=vocabulary.as_dict() if model_cfg.reads_content else None,
+        seed=seed,
     )
     if model_cfg.reads_content:  # the training catalogue's tokens, in item_idx order
         module.net.item_tower.set_tokens(encode_movies(dataset.titles.sort("item_idx"), vocabulary))

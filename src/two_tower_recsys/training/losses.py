@@ -1,14 +1,16 @@
 """Sampled and full softmax cross-entropy for retrieval, with hand-written gradients.
 
-Both treat each positive (user, movie) pair as a classification of the movie among candidates:
-the other movies of the batch (``in_batch``) or the whole catalogue (``full``).
+Each treats each positive (user, movie) pair as a classification of the movie among candidates:
+the other movies of the batch (``in_batch``), the whole catalogue (``full``) or the batch's
+movies plus a sampled pool shared by the batch (``mixed``, training/negatives.py draws the pool).
 
 Why not plain autograd: the logits are a large dense matrix (4096 x 4096 in batch, 4096 x 27k
 for the full catalogue) and autograd keeps several same-sized temporaries alive per step. On
 CPU the cost is dominated by allocating and touching that memory, not by arithmetic. Here the
 forward pass computes loss and gradients together in one reused buffer (the softmax is turned
 into its own gradient in place), in row chunks for the full catalogue so memory stays bounded;
-backward only scales the stored gradients. Tests check both against autograd on the definition.
+backward only scales the stored gradients (the mixed loss's batch x (batch + pool) logits are one
+buffer: 50 MB at 2048 x 6144). Tests check each against autograd on the definition.
 """
 
 from __future__ import annotations
@@ -48,6 +50,24 @@ def duplicate_positions(item_idx: torch.Tensor) -> tuple[torch.Tensor, torch.Ten
     return order[rows_sorted[different]], order[cols_sorted[different]]
 
 
+def matching_columns(
+    pair_rows: torch.Tensor, pair_movies: torch.Tensor, column_movies: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(row, column) for every (row, movie) pair and every column holding that movie.
+
+    A sort and two binary searches: no rows x columns comparison. The result has one entry per
+    match, so it is as long as the hits (a few per pair at most), not the logits.
+    """
+    order = torch.argsort(column_movies)
+    sorted_movies = column_movies[order]
+    first = torch.searchsorted(sorted_movies, pair_movies, side="left")
+    hits = torch.searchsorted(sorted_movies, pair_movies, side="right") - first
+    rows = torch.repeat_interleave(pair_rows, hits)
+    hit_starts = torch.cumsum(hits, 0) - hits
+    offsets = torch.arange(len(rows), device=rows.device) - torch.repeat_interleave(hit_starts, hits)
+    return rows, order[torch.repeat_interleave(first, hits) + offsets]
+
+
 def _into_loss_gradient(logits: torch.Tensor, scale: float) -> torch.Tensor:
     """Turn ``logits`` in place into ``softmax(logits) * scale``; return each row's log-normaliser.
 
@@ -58,6 +78,45 @@ def _into_loss_gradient(logits: torch.Tensor, scale: float) -> torch.Tensor:
     sums = exponentials.sum(dim=1, keepdim=True)
     exponentials.mul_(scale / sums)
     return (row_max + sums.log()).squeeze(1)
+
+
+def _into_smoothed_loss_gradient(
+    logits: torch.Tensor,
+    positive_columns: torch.Tensor,
+    masked: tuple[torch.Tensor, torch.Tensor],
+    scale: float,
+    label_smoothing: float,
+) -> torch.Tensor:
+    """Sum over rows of the cross-entropy over each row's candidates; ``logits`` becomes its gradient.
+
+    A row's candidates are its columns but the ``masked`` (row, column) pairs (distinct, never a
+    row's positive column). The target distribution is 1 - ε on the positive plus ε spread evenly
+    over the candidates (the positive included). In place, ``logits`` turns into d loss / d logits
+    times ``scale * batch``: softmax over the candidates minus the target distribution, times
+    ``scale``; 0 at the masked pairs.
+    """
+    masked_rows, masked_columns = masked
+    rows = torch.arange(len(logits), device=logits.device)
+    # Flat positions: take / index_fill_ on them are about twice as fast as 2-D advanced indexing
+    # (a few hundred thousand masked pairs per step with hidden earlier positives).
+    flat_logits = logits.view(-1)
+    masked_flat = masked_rows * logits.shape[1] + masked_columns
+    if label_smoothing:
+        # in the logits' dtype: an integer count would round scale * ε / n to float32
+        n_masked = torch.bincount(masked_rows, minlength=len(logits)).to(logits.dtype)
+        n_candidates = logits.shape[1] - n_masked
+        masked_logits = flat_logits.take(masked_flat)
+        candidate_sum = logits.sum(dim=1).index_add_(0, masked_rows, -masked_logits)
+    flat_logits.index_fill_(0, masked_flat, float("-inf"))
+    positive = logits[rows, positive_columns]
+    log_norm = _into_loss_gradient(logits, scale)  # softmax * scale; 0 where masked
+    total = (log_norm - (1 - label_smoothing) * positive).sum()
+    if label_smoothing:
+        total = total - label_smoothing * (candidate_sum / n_candidates).sum()
+        logits.sub_((scale * label_smoothing / n_candidates).unsqueeze(1))
+        flat_logits.index_fill_(0, masked_flat, 0.0)
+    logits[rows, positive_columns] -= scale * (1 - label_smoothing)
+    return total
 
 
 class _InBatchSoftmax(torch.autograd.Function):
@@ -88,12 +147,38 @@ class _InBatchSoftmax(torch.autograd.Function):
         return grad_user * grad_loss, grad_item * grad_loss, None, None, None
 
 
+class _CandidateSoftmax(torch.autograd.Function):
+    """Softmax over shared candidate columns; row i's positive is column i."""
+
+    @staticmethod
+    def forward(ctx, user_emb, candidate_emb, log_q_candidates, masked_rows, masked_columns, settings):
+        temperature, label_smoothing = settings
+        batch = user_emb.shape[0]
+        inv_t = 1.0 / temperature
+        with torch.no_grad():
+            if log_q_candidates is None:
+                logits = torch.mm(user_emb, candidate_emb.T).mul_(inv_t)
+            else:  # logits = U C^T / T - log q, in one pass
+                logits = torch.addmm(-log_q_candidates.unsqueeze(0), user_emb, candidate_emb.T, alpha=inv_t)
+            positives = torch.arange(batch, device=user_emb.device)
+            masked = (masked_rows, masked_columns)
+            total = _into_smoothed_loss_gradient(logits, positives, masked, inv_t / batch, label_smoothing)
+            grad_logits = logits
+            ctx.save_for_backward(grad_logits @ candidate_emb, grad_logits.T @ user_emb)
+        return total / batch
+
+    @staticmethod
+    def backward(ctx, grad_loss):
+        grad_user, grad_candidates = ctx.saved_tensors
+        return grad_user * grad_loss, grad_candidates * grad_loss, None, None, None, None
+
+
 class _FullSoftmax(torch.autograd.Function):
     @staticmethod
     def forward(
         ctx, user_emb, all_item_emb, item_idx, temperature, label_smoothing, hidden_rows, hidden_items
     ):
-        batch, n_items = user_emb.shape[0], all_item_emb.shape[0]
+        batch = user_emb.shape[0]
         inv_t = 1.0 / temperature
         grad_user = torch.empty_like(user_emb)
         grad_items = torch.zeros_like(all_item_emb)
@@ -104,24 +189,10 @@ class _FullSoftmax(torch.autograd.Function):
                 users = user_emb[start : start + FULL_SOFTMAX_CHUNK_ROWS]
                 targets = item_idx[start : start + FULL_SOFTMAX_CHUNK_ROWS]
                 logits = torch.mm(users, all_item_emb.T).mul_(inv_t)
-                rows = torch.arange(len(targets), device=targets.device)
                 in_chunk = (hidden_rows >= start) & (hidden_rows < start + len(targets))
-                chunk_rows, chunk_items = hidden_rows[in_chunk] - start, hidden_items[in_chunk]
-                if label_smoothing:
-                    # The uniform part spreads over each row's candidates: the hidden movies are none.
-                    n_candidates = n_items - torch.bincount(chunk_rows, minlength=len(targets))
-                    hidden_logits = logits[chunk_rows, chunk_items]
-                    candidate_sum = logits.sum(dim=1).index_add_(0, chunk_rows, -hidden_logits)
-                logits[chunk_rows, chunk_items] = float("-inf")
-                positive = logits[rows, targets]
-                log_norm = _into_loss_gradient(logits, scale)
-                grad_logits = logits  # softmax * scale; 0 where hidden
-                total += (log_norm - (1 - label_smoothing) * positive).sum()
-                if label_smoothing:
-                    total -= label_smoothing * (candidate_sum / n_candidates).sum()
-                    grad_logits.sub_((scale * label_smoothing / n_candidates).unsqueeze(1))
-                    grad_logits[chunk_rows, chunk_items] = 0.0
-                grad_logits[rows, targets] -= scale * (1 - label_smoothing)
+                masked = (hidden_rows[in_chunk] - start, hidden_items[in_chunk])
+                total += _into_smoothed_loss_gradient(logits, targets, masked, scale, label_smoothing)
+                grad_logits = logits
                 torch.mm(grad_logits, all_item_emb, out=grad_user[start : start + len(targets)])
                 grad_items.addmm_(grad_logits.T, users)
             ctx.save_for_backward(grad_user, grad_items)
@@ -177,3 +248,40 @@ def full_softmax_loss(
     hidden_rows, hidden_items = hidden if hidden is not None else (empty, empty)
     settings = (float(temperature), float(label_smoothing))
     return _FullSoftmax.apply(user_emb, all_item_emb, item_idx, *settings, hidden_rows, hidden_items)
+
+
+def mixed_softmax_loss(
+    user_emb: torch.Tensor,
+    candidate_emb: torch.Tensor,
+    candidate_idx: torch.Tensor,
+    *,
+    temperature: float = 1.0,
+    label_smoothing: float = 0.0,
+    log_q: torch.Tensor | None = None,
+    hidden: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """Softmax over candidate columns shared by the batch: row i's positive is column i.
+
+    The candidates are the batch's own movies (columns 0..B-1, ``candidate_idx[:B]`` the rows'
+    positives) followed by any others (mixed negative sampling: a pool drawn for the step,
+    training/negatives.py). ``log_q``: per column, subtracted from its logit (the log of how often
+    the movie is expected among the candidates; training/negatives.py says why). A row's
+    candidates are its columns but those holding its own positive movie (other than column i:
+    duplicates of the positive are not negatives, the accidental hits) or one of its ``hidden``
+    movies ((row, movie) pairs, distinct, never the row's positive; as in
+    :func:`full_softmax_loss`); those get no probability and no gradient. ``label_smoothing`` ε:
+    1 - ε on the positive, ε spread evenly over the row's candidates (columns; a movie drawn
+    twice is two candidates), as in :func:`full_softmax_loss`.
+    """
+    if not 0.0 <= label_smoothing < 1.0:
+        raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
+    batch = user_emb.shape[0]
+    rows = torch.arange(batch, device=candidate_idx.device)
+    pair_rows, pair_movies = rows, candidate_idx[:batch]
+    if hidden is not None:
+        pair_rows, pair_movies = torch.cat([pair_rows, hidden[0]]), torch.cat([pair_movies, hidden[1]])
+    masked_rows, masked_columns = matching_columns(pair_rows, pair_movies, candidate_idx)
+    not_positive = masked_rows != masked_columns
+    masked_rows, masked_columns = masked_rows[not_positive], masked_columns[not_positive]
+    settings = (float(temperature), float(label_smoothing))
+    return _CandidateSoftmax.apply(user_emb, candidate_emb, log_q, masked_rows, masked_columns, settings)

@@ -17,7 +17,8 @@ from two_tower_recsys.models.components.user_encoders import build_user_encoder
 from two_tower_recsys.preprocessing.histories import UserHistories
 from two_tower_recsys.retrieval.scorers import EmbeddingScorer, SequenceScorer
 from two_tower_recsys.settings import ModelConfig, TrainerConfig, settings_from_mapping
-from two_tower_recsys.training.losses import full_softmax_loss, in_batch_softmax_loss
+from two_tower_recsys.training.losses import full_softmax_loss, in_batch_softmax_loss, mixed_softmax_loss
+from two_tower_recsys.training.negatives import MixedNegatives
 from two_tower_recsys.training.optim import LazyAdam
 from two_tower_recsys.training.sequences import earlier_positives, sequence_training_batch
 
@@ -31,11 +32,13 @@ class TwoTowerModule(L.LightningModule):
         optimizer: dict[str, Any],
         item_counts: np.ndarray | None = None,
         content_vocabulary: dict[str, Any] | None = None,
+        seed: int = 0,
     ):
         """``model`` and ``optimizer`` are plain dicts (ModelConfig / TrainerConfig fields) so that
         the checkpoint's hyperparameters rebuild the module with ``load_from_checkpoint``;
         ``content_vocabulary`` (a :class:`ContentVocabulary` as a dict) when the movie tower reads
-        content, whose tokens the caller then sets (:meth:`ContentItemTower.set_tokens`)."""
+        content, whose tokens the caller then sets (:meth:`ContentItemTower.set_tokens`); ``seed``: of
+        the negatives drawn per step (``model.negatives=mixed``)."""
         super().__init__()
         # logger=False: the pipeline logs the whole resolved config to MLflow itself.
         self.save_hyperparameters(ignore=["item_counts"], logger=False)
@@ -66,6 +69,10 @@ class TwoTowerModule(L.LightningModule):
             counts = torch.as_tensor(item_counts, dtype=torch.float64)
             log_q = torch.log((counts / counts.sum()).clamp_min(1e-12)).float()
         self.register_buffer("log_q", log_q, persistent=False)
+        self.mixed_negatives = None
+        if cfg.negatives == "mixed":
+            counts = item_counts if item_counts is not None else np.zeros(n_items)
+            self.mixed_negatives = MixedNegatives(counts, cfg.sampled_negatives, seed)
 
     @classmethod
     def from_settings(
@@ -76,8 +83,9 @@ class TwoTowerModule(L.LightningModule):
         trainer: TrainerConfig,
         item_counts: np.ndarray,
         content_vocabulary: dict[str, Any] | None = None,
+        seed: int = 0,
     ) -> TwoTowerModule:
-        return cls(n_users, n_items, asdict(model), asdict(trainer), item_counts, content_vocabulary)
+        return cls(n_users, n_items, asdict(model), asdict(trainer), item_counts, content_vocabulary, seed)
 
     @property
     def reads_histories(self) -> bool:
@@ -90,10 +98,26 @@ class TwoTowerModule(L.LightningModule):
         else:
             users, items = batch
             user_emb = self.net.user_tower(users)
-        item_emb = self.net.item_tower(items)
         cfg = self.model_config
-        if cfg.negatives == "full":
-            hidden = earlier_positives(batch) if cfg.hide_earlier_positives else None
+        hidden = earlier_positives(batch) if cfg.hide_earlier_positives else None
+        if cfg.negatives == "mixed":
+            candidates = torch.cat([items, self.mixed_negatives.draw(self.global_step)])
+            candidate_emb = self.net.item_tower(candidates)  # one lookup for the batch and the pool
+            item_emb = candidate_emb[: len(items)]
+            log_q = None
+            if cfg.logq_correction:
+                log_q = self.mixed_negatives.log_expected_draws(candidates, self.log_q, len(items))
+            loss = mixed_softmax_loss(
+                user_emb,
+                candidate_emb,
+                candidates,
+                temperature=cfg.temperature,
+                label_smoothing=cfg.label_smoothing,
+                log_q=log_q,
+                hidden=hidden,
+            )
+        elif cfg.negatives == "full":
+            item_emb = self.net.item_tower(items)
             loss = full_softmax_loss(
                 user_emb,
                 self.net.item_tower.embed_all(),
@@ -103,6 +127,7 @@ class TwoTowerModule(L.LightningModule):
                 hidden=hidden,
             )
         else:
+            item_emb = self.net.item_tower(items)
             log_q = self.log_q if cfg.logq_correction else None
             loss = in_batch_softmax_loss(user_emb, item_emb, items, temperature=cfg.temperature, log_q=log_q)
         if cfg.l2_reg:
