@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import zipfile
 
 import optuna
 import pytest
@@ -12,11 +13,13 @@ import yaml
 from mlflow.tracking import MlflowClient
 from support import TINY_SYNTHETIC, run_cli
 
+from two_tower_recsys.data.movielens import read_movielens_zip
+from two_tower_recsys.data.synthetic import write_synthetic_zip
 from two_tower_recsys.errors import ConfigError
-from two_tower_recsys.pipelines import train_pipeline
+from two_tower_recsys.pipelines import train_pipeline, tune_pipeline
 from two_tower_recsys.pipelines.hydra_edge import compose_settings
-from two_tower_recsys.pipelines.tune_pipeline import check_space, suggest
-from two_tower_recsys.settings import SearchDimension
+from two_tower_recsys.pipelines.tune_pipeline import check_space, item_features_read, suggest
+from two_tower_recsys.settings import SearchDimension, SyntheticSpec
 from two_tower_recsys.tracking.mlflow_tracking import MLFLOW_PARENT_RUN_ID
 
 # Trial 0 is the starting configuration (trainer.lr=0.02, inside the space); the sampler then draws
@@ -176,3 +179,50 @@ def test_an_empty_space_is_refused_with_the_preset_to_use(tmp_path):
         result.stderr.strip()
         == "error: tune.space is empty: choose a search space, e.g. hparams_search=sequence"
     )
+
+
+def test_every_movie_feature_a_trial_may_read_is_prepared():
+    settings = compose_settings(
+        [
+            "model.item_features=[id,genome]",
+            "++tune.space={model:{item_features:{choices:[[id],[id,tags]]}}}",
+        ]
+    )
+    assert item_features_read(settings, settings.tune.dimensions) == ("genome", "id", "tags")
+
+
+def test_a_study_of_a_movie_tower_that_reads_tags_trains_on_the_tags(tmp_path):
+    """The study prepares the data with the tags (it read none, and every trial failed)."""
+    raw_zip = tmp_path / "raw.zip"
+    write_synthetic_zip(
+        raw_zip, SyntheticSpec(users=150, movies=120, ratings=9000, clusters=4), name="custom"
+    )
+    movies = read_movielens_zip(raw_zip).movies
+    tags = [
+        f"{user},{movie},{genres.split('|')[0]},0"
+        for movie, genres in movies.select("movieId", "genres").iter_rows()
+        for user in (1, 2)
+    ]
+    with zipfile.ZipFile(raw_zip, "a") as archive:
+        folder = next(name for name in archive.namelist() if name.endswith("movies.csv")).rsplit("/", 1)[0]
+        archive.writestr(f"{folder}/tags.csv", "userId,movieId,tag,timestamp\n" + "\n".join(tags) + "\n")
+    settings = compose_settings(
+        [
+            *[override for override in TINY_SYNTHETIC if not override.startswith("data")],
+            "data=custom",
+            f"paths.raw_zip={raw_zip}",
+            f"paths.processed_dir={tmp_path / 'processed'}",
+            f"paths.artifacts_dir={tmp_path / 'artifacts'}",
+            "logging.enabled=false",
+            "trainer.max_epochs=1",
+            "model.item_features=[id,tags]",
+            "++tune.space={trainer:{lr:{low:0.001,high:0.02,log:true}}}",
+            "tune.n_trials=1",
+        ]
+    )
+    written = tune_pipeline.run(settings)
+    study = optuna.load_study(
+        study_name="two-tower", storage=f"sqlite:///{tmp_path / 'artifacts/tune/study.db'}"
+    )
+    assert [trial.state for trial in study.trials] == [optuna.trial.TrialState.COMPLETE]
+    assert written.exists()

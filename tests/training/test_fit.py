@@ -11,6 +11,7 @@ from loss_reference import candidate_cross_entropy, shared_candidates_not_offere
 from support import TINY_FIT_MAX_PAIRS
 
 from two_tower_recsys.training.fit import fit_two_tower
+from two_tower_recsys.training.negatives import POOL_POPULARITY_EXPONENT
 
 MAX_PAIRS = TINY_FIT_MAX_PAIRS  # what the tiny fixture (conftest.py) samples per epoch
 
@@ -150,6 +151,46 @@ def test_lightning_trains_the_sequence_tower_on_the_smoothed_loss_without_earlie
     )
     losses = _SequenceLosses()
     fit_three_batches(model, losses, optimizer="adamw")
+    assert len(losses.pairs) == 3
+    for trained, expected in losses.pairs:
+        assert trained == pytest.approx(expected, rel=1e-5)
+
+
+class _IdTowerMixedLosses(L.Callback):
+    """The mixed loss Lightning backpropagates for an id user tower, beside its definition: the
+    batch's movies then the step's pool, each logit less log(B p + S q) from the training counts."""
+
+    def __init__(self, target_counts: torch.Tensor):
+        self.p = target_counts / target_counts.sum()
+        weights = (target_counts + 1.0) ** POOL_POPULARITY_EXPONENT
+        self.q = weights / weights.sum()
+        self.pairs: list[tuple[float, float]] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self.batch = batch
+
+    def on_before_backward(self, trainer, pl_module, loss):
+        users, items = self.batch
+        with torch.no_grad():
+            pool = pl_module.mixed_negatives.draw(trainer.global_step)
+            candidates = torch.cat([items, pool])
+            expected_draws = len(items) * self.p[candidates] + len(pool) * self.q[candidates]
+            logits = pl_module.net.user_tower(users) @ pl_module.net.item_tower(candidates).T
+            logits = logits.double() - expected_draws.log()
+            not_offered = shared_candidates_not_offered(candidates, len(items), set())
+            rows = torch.arange(len(items))
+            expected = candidate_cross_entropy(logits, rows, not_offered, label_smoothing=0.1)
+        self.pairs.append((float(loss), float(expected)))
+
+
+def test_lightning_trains_the_id_user_tower_on_the_mixed_loss(tiny, fit_three_batches):
+    settings, dataset = tiny
+    model = dataclasses.replace(
+        settings.model, negatives="mixed", sampled_negatives=300, l2_reg=0.0, label_smoothing=0.1
+    )
+    counts = torch.bincount(dataset.train.get_column("item_idx").to_torch(), minlength=dataset.n_items)
+    losses = _IdTowerMixedLosses(counts.double())
+    fit_three_batches(model, losses)
     assert len(losses.pairs) == 3
     for trained, expected in losses.pairs:
         assert trained == pytest.approx(expected, rel=1e-5)

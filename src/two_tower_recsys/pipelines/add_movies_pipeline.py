@@ -44,11 +44,17 @@ def add_and_repackage(
 ) -> MoviesAdded:
     """Append ``movies`` to the index in ``artifacts_dir`` and rebuild the package at ``package_dir``."""
     started = time.perf_counter()
-    # The index as it is before the movies are added (add_movies verifies its files against this).
-    index_before = read_json(Path(artifacts_dir) / MANIFEST_NAME)
+    # The index as it is before the movies are added. Not verified here: add_movies verifies the
+    # directory and refuses a missing or damaged one in one line (so must this read's failure).
+    try:
+        index_before = read_json(Path(artifacts_dir) / MANIFEST_NAME)
+    except (OSError, ValueError):
+        index_before = None
     manifest = add_movies(artifacts_dir, movies, source)
     indexed = time.perf_counter()
-    previous = previous_answer_table(Path(package_dir) / PACKAGED_INDEX, index_before)
+    previous = None
+    if index_before is not None:
+        previous = previous_answer_table(Path(package_dir) / PACKAGED_INDEX, index_before)
     grown = None if previous is None else GrownCatalogue(previous, manifest["n_items"] - movies.height)
     packaged = package_model(artifacts_dir, package_dir, infer, grown)
     return MoviesAdded(manifest, packaged, indexed - started, time.perf_counter() - indexed)

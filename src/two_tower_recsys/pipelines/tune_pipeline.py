@@ -110,6 +110,17 @@ def base_values(settings: AppConfig, dimensions: dict[str, SearchDimension]) -> 
     return values
 
 
+def item_features_read(settings: AppConfig, dimensions: dict[str, SearchDimension]) -> tuple[str, ...]:
+    """Every movie feature a trial may read (``model.item_features`` and its choices, if tuned):
+    those read from their own file of the zip (tags, genome) must be in the prepared dataset."""
+    features = set(settings.model.item_features)
+    tuned = dimensions.get("model.item_features")
+    if tuned is not None and tuned.choices is not None:
+        for choice in tuned.choices:
+            features.update(choice)
+    return tuple(sorted(features))
+
+
 def suggest(trial: optuna.Trial, key: str, dimension: SearchDimension) -> Any:
     if dimension.choices is not None:
         return trial.suggest_categorical(key, list(dimension.choices))
@@ -329,7 +340,12 @@ def run(settings: AppConfig, base_experiment: str | None = None, data_overrides:
     check_space(settings, dimensions)
     optuna.logging.disable_default_handler()  # trial results go through our log, on stderr
     optuna.logging.enable_propagation()
-    dataset = prepare_dataset(settings.data, settings.paths, progress=settings.trainer.progress_bar)
+    dataset = prepare_dataset(
+        settings.data,
+        settings.paths,
+        item_features=item_features_read(settings, dimensions),
+        progress=settings.trainer.progress_bar,
+    )
     study = open_study(settings, study_identity(settings, dataset.stats["input_md5"], base_experiment))
     target, parent_run_id = (None, None)
     if settings.logging.enabled:
