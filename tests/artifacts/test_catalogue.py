@@ -101,6 +101,7 @@ def write_csv(path: Path, rows: list[str]) -> Path:
     return path
 
 
+@pytest.mark.slow  # the real two-tower add-movies command line
 def test_add_movies_appends_content_vectors_and_the_package_serves_them(content_artifacts, tmp_path):
     artifacts = tmp_path / "artifacts"
     shutil.copytree(content_artifacts, artifacts)
