@@ -3,18 +3,26 @@
 import torch
 
 
-def candidate_cross_entropy(logits, targets, hidden, label_smoothing):
+def candidate_cross_entropy(logits, targets, hidden, label_smoothing, smoothing_weights=None):
     """Mean over rows of the cross-entropy over each row's candidates: every catalogue movie but
-    the row's ``hidden`` ones ({(row, movie)}), with ``label_smoothing`` spread over the candidates."""
+    the row's ``hidden`` ones ({(row, movie)}), with ``label_smoothing`` spread over the candidates
+    (evenly, or in proportion to ``smoothing_weights``, one per column)."""
     losses = []
     for row in range(len(targets)):
         candidates = [m for m in range(logits.shape[1]) if (row, m) not in hidden]
         target = candidates.index(int(targets[row]))
-        losses.append(
-            torch.nn.functional.cross_entropy(
-                logits[row, candidates].unsqueeze(0), torch.tensor([target]), label_smoothing=label_smoothing
+        row_logits = logits[row, candidates]
+        if smoothing_weights is None:
+            losses.append(
+                torch.nn.functional.cross_entropy(
+                    row_logits.unsqueeze(0), torch.tensor([target]), label_smoothing=label_smoothing
+                )
             )
-        )
+            continue
+        weights = smoothing_weights[candidates]
+        distribution = label_smoothing * weights / weights.sum()
+        distribution[target] += 1 - label_smoothing
+        losses.append(-(distribution * torch.log_softmax(row_logits, 0)).sum())
     return torch.stack(losses).mean()
 
 

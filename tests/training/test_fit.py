@@ -126,7 +126,9 @@ class _SequenceLosses(L.Callback):
                 logits = users @ pl_module.net.item_tower(candidates).T - correction
                 not_offered = shared_candidates_not_offered(candidates, len(users), hidden)
                 rows = torch.arange(len(users))
-                expected = candidate_cross_entropy(logits, rows, not_offered, label_smoothing=0.2)
+                # smoothing spread over 1 / expected draws: even over the catalogue, in expectation
+                spread = torch.exp(-correction)
+                expected = candidate_cross_entropy(logits, rows, not_offered, 0.2, smoothing_weights=spread)
         self.pairs.append((float(loss), float(expected)))
 
 
@@ -179,7 +181,8 @@ class _IdTowerMixedLosses(L.Callback):
             logits = logits.double() - expected_draws.log()
             not_offered = shared_candidates_not_offered(candidates, len(items), set())
             rows = torch.arange(len(items))
-            expected = candidate_cross_entropy(logits, rows, not_offered, label_smoothing=0.1)
+            spread = 1.0 / expected_draws  # label smoothing: even over the catalogue, in expectation
+            expected = candidate_cross_entropy(logits, rows, not_offered, 0.1, smoothing_weights=spread)
         self.pairs.append((float(loss), float(expected)))
 
 

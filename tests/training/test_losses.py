@@ -173,7 +173,10 @@ def test_duplicate_positions_lists_every_other_occurrence():
 
 @pytest.mark.parametrize("label_smoothing", [0.0, 0.2])
 @pytest.mark.parametrize("with_log_q", [False, True])
-def test_mixed_softmax_loss_and_gradients_match_autograd_on_the_definition(label_smoothing, with_log_q):
+@pytest.mark.parametrize("weighted_smoothing", [False, True])
+def test_mixed_softmax_loss_and_gradients_match_autograd_on_the_definition(
+    label_smoothing, with_log_q, weighted_smoothing
+):
     from loss_reference import shared_candidates_not_offered
 
     from two_tower_recsys.training.losses import mixed_softmax_loss
@@ -188,6 +191,9 @@ def test_mixed_softmax_loss_and_gradients_match_autograd_on_the_definition(label
     hidden = {(0, 4), (0, 5), (1, 0), (3, 3), (5, 0), (5, 1), (5, 9), (9, 0), (9, 2), (11, 6)}
     rows, movies = (torch.tensor(column) for column in zip(*sorted(hidden), strict=True))
     log_q = torch.randn(batch + pool, generator=generator, dtype=torch.float64) if with_log_q else None
+    weights = None
+    if weighted_smoothing:  # spread over 1 / (expected appearances): anything positive, far from even
+        weights = torch.rand(batch + pool, generator=generator, dtype=torch.float64).mul(10).add(0.1)
     not_offered = shared_candidates_not_offered(candidates, batch, hidden)
     accidental_hits_in_pool = {(r, c) for r, c in not_offered if c >= batch and candidates[c] == targets[r]}
     assert accidental_hits_in_pool and len(not_offered) > len(accidental_hits_in_pool)  # the cases are there
@@ -201,6 +207,7 @@ def test_mixed_softmax_loss_and_gradients_match_autograd_on_the_definition(label
             label_smoothing=label_smoothing,
             log_q=log_q,
             hidden=(rows, movies),
+            smoothing_weights=weights,
         ),
         users,
         candidate_emb,
@@ -210,7 +217,7 @@ def test_mixed_softmax_loss_and_gradients_match_autograd_on_the_definition(label
         logits = u @ c.T / 0.5
         if log_q is not None:
             logits = logits - log_q.unsqueeze(0)
-        return candidate_cross_entropy(logits, torch.arange(batch), not_offered, label_smoothing)
+        return candidate_cross_entropy(logits, torch.arange(batch), not_offered, label_smoothing, weights)
 
     reference = gradients(definition, users, candidate_emb)
     # float64 throughout: only summation order differs

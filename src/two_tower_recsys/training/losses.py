@@ -86,13 +86,15 @@ def _into_smoothed_loss_gradient(
     masked: tuple[torch.Tensor, torch.Tensor],
     scale: float,
     label_smoothing: float,
+    smoothing_weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Sum over rows of the cross-entropy over each row's candidates; ``logits`` becomes its gradient.
 
     A row's candidates are its columns but the ``masked`` (row, column) pairs (distinct, never a
-    row's positive column). The target distribution is 1 - ε on the positive plus ε spread evenly
-    over the candidates (the positive included). In place, ``logits`` turns into d loss / d logits
-    times ``scale * batch``: softmax over the candidates minus the target distribution, times
+    row's positive column). The target distribution is 1 - ε on the positive plus ε spread over
+    the candidates (the positive included) in proportion to ``smoothing_weights`` (one per column;
+    evenly without them). In place, ``logits`` turns into d loss / d logits times
+    ``scale * batch``: softmax over the candidates minus the target distribution, times
     ``scale``; 0 at the masked pairs.
     """
     masked_rows, masked_columns = masked
@@ -102,18 +104,23 @@ def _into_smoothed_loss_gradient(
     flat_logits = logits.view(-1)
     masked_flat = masked_rows * logits.shape[1] + masked_columns
     if label_smoothing:
-        # in the logits' dtype: an integer count would round scale * ε / n to float32
-        n_masked = torch.bincount(masked_rows, minlength=len(logits)).to(logits.dtype)
-        n_candidates = logits.shape[1] - n_masked
-        masked_logits = flat_logits.take(masked_flat)
-        candidate_sum = logits.sum(dim=1).index_add_(0, masked_rows, -masked_logits)
+        weights = smoothing_weights
+        if weights is None:
+            weights = torch.ones(logits.shape[1], dtype=logits.dtype, device=logits.device)
+        weights = weights.to(logits.dtype)
+        masked_weights = weights[masked_columns]
+        # each row's total weight over its candidates, and its weighted sum of their logits
+        row_weight = weights.sum().expand(len(logits)).index_add(0, masked_rows, -masked_weights)
+        weighted_sum = torch.mv(logits, weights).index_add_(
+            0, masked_rows, -masked_weights * flat_logits.take(masked_flat)
+        )
     flat_logits.index_fill_(0, masked_flat, float("-inf"))
     positive = logits[rows, positive_columns]
     log_norm = _into_loss_gradient(logits, scale)  # softmax * scale; 0 where masked
     total = (log_norm - (1 - label_smoothing) * positive).sum()
     if label_smoothing:
-        total = total - label_smoothing * (candidate_sum / n_candidates).sum()
-        logits.sub_((scale * label_smoothing / n_candidates).unsqueeze(1))
+        total = total - label_smoothing * (weighted_sum / row_weight).sum()
+        logits.addr_(scale * label_smoothing / row_weight, weights, alpha=-1)  # minus ε w_j / W_row
         flat_logits.index_fill_(0, masked_flat, 0.0)
     logits[rows, positive_columns] -= scale * (1 - label_smoothing)
     return total
@@ -151,7 +158,7 @@ class _CandidateSoftmax(torch.autograd.Function):
     """Softmax over shared candidate columns; row i's positive is column i."""
 
     @staticmethod
-    def forward(ctx, user_emb, candidate_emb, log_q_candidates, masked_rows, masked_columns, settings):
+    def forward(ctx, user_emb, candidate_emb, log_q_candidates, masked, smoothing_weights, settings):
         temperature, label_smoothing = settings
         batch = user_emb.shape[0]
         inv_t = 1.0 / temperature
@@ -161,8 +168,9 @@ class _CandidateSoftmax(torch.autograd.Function):
             else:  # logits = U C^T / T - log q, in one pass
                 logits = torch.addmm(-log_q_candidates.unsqueeze(0), user_emb, candidate_emb.T, alpha=inv_t)
             positives = torch.arange(batch, device=user_emb.device)
-            masked = (masked_rows, masked_columns)
-            total = _into_smoothed_loss_gradient(logits, positives, masked, inv_t / batch, label_smoothing)
+            total = _into_smoothed_loss_gradient(
+                logits, positives, masked, inv_t / batch, label_smoothing, smoothing_weights
+            )
             grad_logits = logits
             ctx.save_for_backward(grad_logits @ candidate_emb, grad_logits.T @ user_emb)
         return total / batch
@@ -259,6 +267,7 @@ def mixed_softmax_loss(
     label_smoothing: float = 0.0,
     log_q: torch.Tensor | None = None,
     hidden: tuple[torch.Tensor, torch.Tensor] | None = None,
+    smoothing_weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Softmax over candidate columns shared by the batch: row i's positive is column i.
 
@@ -270,8 +279,11 @@ def mixed_softmax_loss(
     duplicates of the positive are not negatives, the accidental hits) or one of its ``hidden``
     movies ((row, movie) pairs, distinct, never the row's positive; as in
     :func:`full_softmax_loss`); those get no probability and no gradient. ``label_smoothing`` ε:
-    1 - ε on the positive, ε spread evenly over the row's candidates (columns; a movie drawn
-    twice is two candidates), as in :func:`full_softmax_loss`.
+    1 - ε on the positive, ε spread over the row's candidates (columns; a movie drawn twice is two
+    candidates) in proportion to ``smoothing_weights`` (one per column; evenly without them).
+    Sampled candidates over-represent the movies they are drawn for, so weights of 1 / (expected
+    appearances) make the spread an estimate of :func:`full_softmax_loss`'s even spread over
+    the catalogue (training/negatives.py).
     """
     if not 0.0 <= label_smoothing < 1.0:
         raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
@@ -284,4 +296,5 @@ def mixed_softmax_loss(
     not_positive = masked_rows != masked_columns
     masked_rows, masked_columns = masked_rows[not_positive], masked_columns[not_positive]
     settings = (float(temperature), float(label_smoothing))
-    return _CandidateSoftmax.apply(user_emb, candidate_emb, log_q, masked_rows, masked_columns, settings)
+    masked = (masked_rows, masked_columns)
+    return _CandidateSoftmax.apply(user_emb, candidate_emb, log_q, masked, smoothing_weights, settings)

@@ -104,17 +104,17 @@ class TwoTowerModule(L.LightningModule):
             candidates = torch.cat([items, self.mixed_negatives.draw(self.global_step)])
             candidate_emb = self.net.item_tower(candidates)  # one lookup for the batch and the pool
             item_emb = candidate_emb[: len(items)]
-            log_q = None
-            if cfg.logq_correction:
-                log_q = self.mixed_negatives.log_expected_draws(candidates, self.log_q, len(items))
+            log_expected = self.mixed_negatives.log_expected_draws(candidates, self.log_q, len(items))
             loss = mixed_softmax_loss(
                 user_emb,
                 candidate_emb,
                 candidates,
                 temperature=cfg.temperature,
                 label_smoothing=cfg.label_smoothing,
-                log_q=log_q,
+                log_q=log_expected if cfg.logq_correction else None,
                 hidden=hidden,
+                # smoothing spread as evenly over the catalogue as the full softmax spreads it
+                smoothing_weights=torch.exp(-log_expected),
             )
         elif cfg.negatives == "full":
             item_emb = self.net.item_tower(items)
