@@ -18,6 +18,7 @@ import torch
 from two_tower_recsys.artifacts.store import write_index
 from two_tower_recsys.models.components.content import ContentEncoder
 from two_tower_recsys.models.components.sequence_tower import SequenceTower, TowerShape
+from two_tower_recsys.retrieval.seen import sorted_unique
 
 ML20M_USERS, ML20M_MOVIES = 138_493, 27_278
 
@@ -98,5 +99,5 @@ def _random_pairs(rng: np.random.Generator, n_users: int, n_items: int, mean_per
     users = np.repeat(np.arange(n_users, dtype=np.int64), counts)
     popularity_weights = 1.0 / np.arange(1, n_items + 1) ** 0.8
     items = rng.choice(n_items, size=len(users), p=popularity_weights / popularity_weights.sum())
-    pairs = np.unique(users * n_items + items)  # one rating per (user, movie)
+    pairs = sorted_unique(users * n_items + items)  # one rating per (user, movie)
     return pl.DataFrame({"user_idx": pairs // n_items, "item_idx": pairs % n_items})

@@ -13,6 +13,8 @@ tests/answers.py's tolerance. recommend-all's rows are all checked for rated mov
 from __future__ import annotations
 
 import json
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import polars as pl
@@ -78,12 +80,29 @@ def assert_brute_force_top_k(got: list[tuple[int, float]], user_id: int, k: int,
         assert abs(scores[movie - 1] - cut) <= 2 * tolerance(cut), (user_id, k, movie)
 
 
-@pytest.mark.parametrize("k", [10, 50, 100, 500])
-def test_infer_at_ml20m_size_is_the_brute_force_top_k(ml20m_index, reference, tmp_path, k):
+INFER_KS = (10, 50, 100, 500)
+
+
+@pytest.fixture(scope="module")
+def infer_results(ml20m_index, tmp_path_factory) -> dict[int, subprocess.CompletedProcess]:
+    """`two-tower infer` at each k of ``INFER_KS`` (user 7 + k), the commands run side by side:
+    each is mostly its own interpreter's start-up, one core's work."""
+    with ThreadPoolExecutor(len(INFER_KS)) as pool:
+        runs = {
+            k: pool.submit(
+                run_cli,
+                ["infer", f"paths.artifacts_dir={ml20m_index}", f"infer.user_id={7 + k}", f"infer.k={k}"],
+                tmp_path_factory.mktemp(f"infer-{k}"),
+            )
+            for k in INFER_KS
+        }
+        return {k: run.result() for k, run in runs.items()}
+
+
+@pytest.mark.parametrize("k", INFER_KS)
+def test_infer_at_ml20m_size_is_the_brute_force_top_k(infer_results, reference, k):
     user_id = 7 + k  # any user; distinct per k
-    result = run_cli(
-        ["infer", f"paths.artifacts_dir={ml20m_index}", f"infer.user_id={user_id}", f"infer.k={k}"], tmp_path
-    )
+    result = infer_results[k]
     assert result.returncode == 0, result.stderr[-2000:]
     answer = json.loads(result.stdout)
     assert (answer["user_id"], answer["k"], answer["fallback"]) == (user_id, k, False)

@@ -1,7 +1,8 @@
 import numpy as np
+import pytest
 import torch
 
-from two_tower_recsys.retrieval.seen import SeenItems, mask_seen
+from two_tower_recsys.retrieval.seen import SeenItems, mask_seen, sorted_unique
 
 
 def test_batch_positions_match_a_python_reference():
@@ -29,3 +30,10 @@ def test_mask_seen_sets_minus_inf_only_on_seen_items():
     scores = torch.ones(2, 3)
     mask_seen(scores, torch.tensor([0, 1]), seen)
     assert torch.isinf(scores).tolist() == [[False, False, True], [True, False, False]]
+
+
+@pytest.mark.parametrize("size", [0, 1, 2, 1_000])
+def test_sorted_unique_is_numpys_unique(size):
+    keys = np.random.default_rng(size).integers(0, 50, size) * 1_000_003  # repeats, unsorted
+    got = sorted_unique(keys)
+    assert got.dtype == keys.dtype and np.array_equal(got, np.unique(keys))

@@ -12,6 +12,19 @@ import numpy as np
 import torch
 
 
+def sorted_unique(keys: np.ndarray) -> np.ndarray:
+    """The distinct values of an integer array, ascending: ``np.unique(keys)``, by sorting.
+
+    NumPy 2.4's ``np.unique`` dedupes integers in a hash table first: ~20x slower than a sort on
+    ML-20M's ~20M packed (user, movie) keys (56 s against 2.5 s on the 2-core machine).
+    """
+    keys = np.sort(keys)
+    keep = np.empty(len(keys), dtype=bool)
+    keep[:1] = True
+    np.not_equal(keys[1:], keys[:-1], out=keep[1:])
+    return keys[keep]
+
+
 @dataclass(frozen=True)
 class SeenItems:
     """Compressed sparse rows: the items of user ``u`` are ``indices[indptr[u]:indptr[u + 1]]``."""
@@ -27,7 +40,7 @@ class SeenItems:
         n_items = int(item_idx.max()) + 1 if len(item_idx) else 1
         pairs = user_idx * n_items + item_idx  # one sort of packed keys: faster than a lexsort
         if len(pairs) > 1 and not np.all(pairs[1:] > pairs[:-1]):
-            pairs = np.unique(pairs)
+            pairs = sorted_unique(pairs)
         users = pairs // n_items
         counts = np.bincount(users, minlength=n_users)
         indptr = np.zeros(n_users + 1, dtype=np.int64)
