@@ -1,4 +1,5 @@
 import dataclasses
+import re
 from pathlib import Path
 
 import pytest
@@ -130,14 +131,11 @@ def test_sequence_tower_settings_reach_the_model_config():
     assert compose_settings().model.user_tower == "id"
 
 
-# The README's advice for large catalogues: the in-batch loss, without the full softmax's options.
-SEQUENCE_IN_BATCH = [
-    "model.negatives=in_batch",
-    "model.label_smoothing=0",
-    "model.hide_earlier_positives=false",
-    "trainer.batch_size=2048",
-    "model.max_history=50",
-]
+def readme_ml20m_sequence_commands() -> list[list[str]]:
+    """The overrides of every `two-tower train data=ml-20m experiment=sequence ...` in the README."""
+    readme = " ".join((Path(__file__).parents[1] / "README.md").read_text().split())
+    commands = re.findall(r"`two-tower train (data=ml-20m experiment=sequence[^`]*)`", readme)
+    return [command.split() for command in commands]
 
 
 @pytest.mark.parametrize(
@@ -187,8 +185,12 @@ def test_the_sequence_experiment_sets_the_recipe_and_keeps_later_overrides():
     assert settings.trainer.batch_size == 256 and settings.trainer.ema_decay == 0.997
     assert settings.model.label_smoothing == 0.1 and settings.model.hide_earlier_positives
     assert compose_settings(["experiment=sequence"]).trainer.max_epochs == 40
-    large_catalogue = ["experiment=sequence", *SEQUENCE_IN_BATCH]  # the README's ML-20M advice
-    assert compose_settings(large_catalogue).model.negatives == "in_batch"
+    large_catalogue = readme_ml20m_sequence_commands()  # the README's ML-20M advice, each place it is
+    assert len(large_catalogue) >= 2
+    for overrides in large_catalogue:  # the recipe with mixed negatives, the two loss options kept
+        model = compose_settings(overrides).model
+        assert (model.user_tower, model.negatives, model.sampled_negatives) == ("sequence", "mixed", 2048)
+        assert model.label_smoothing == 0.1 and model.hide_earlier_positives
     assert compose_settings().model.user_tower == "id"  # the default stays the ID tower
 
 
