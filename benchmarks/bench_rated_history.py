@@ -11,8 +11,10 @@ movie and mask the targets that are not positives; hidden earlier positives are 
 earlier positives. Train the "id" column (the recipe, unpatched) with bench_tower_comparison
 itself into the same --out, then this one with --towers sequence (a separate --out per variant:
 the kept ranks' digest does not see the patch). ``PROTO_POSITIVES_ONLY=1``: the positives only, as
-today, each with its rating as an input. A harness for a measurement, not product code: the
-variants lost on validation (docs/model.md, "Further ahead"), so nothing of it is in the library.
+today, each with its rating as an input; with ``PROTO_INPUT=gap PROTO_POSITIVE_LEVEL=0`` the input
+is the time since the previous movie of the history (8 buckets, 0 s to over a year) instead.
+A harness for a measurement, not product code: the variants lost on validation (docs/model.md,
+"Further ahead"), so nothing of it is in the library.
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ def _rated_frame(dataset) -> pl.DataFrame:
     level = np.rint(ratings.get_column("rating").to_numpy() * 2).astype(np.int64).clip(1, 10)
     keep = (users >= 0) & (items >= 0)
     if os.environ.get("PROTO_POSITIVES_ONLY"):
-        keep &= level >= POSITIVE_LEVEL
+        keep &= level >= 8  # rating >= 4, the default threshold
     frame = pl.DataFrame(
         {
             "user_idx": users[keep].astype(np.int64),
@@ -66,6 +68,14 @@ def _rated_frame(dataset) -> pl.DataFrame:
             "level": level[keep],
         }
     ).sort(["user_idx", "timestamp", "item_idx"])
+    if os.environ.get("PROTO_INPUT") == "gap":
+        # the time since the user's previous rating in the history instead of the rating
+        gap = pl.col("timestamp").diff().over("user_idx")
+        bounds = [0, 60, 3600, 86_400, 7 * 86_400, 30 * 86_400, 365 * 86_400]
+        bucket = pl.lit(1, dtype=pl.Int64)
+        for i, bound in enumerate(bounds):
+            bucket = pl.when(gap > bound).then(i + 2).otherwise(bucket)
+        frame = frame.with_columns(level=pl.when(gap.is_null()).then(10).otherwise(bucket).cast(pl.Int64))
     n_items = dataset.n_items
     frame = frame.with_columns(
         code=pl.col("item_idx") + n_items * pl.col("level"), key=pl.int_range(pl.len(), dtype=pl.Int64)
