@@ -126,16 +126,22 @@ def _into_smoothed_loss_gradient(
     return total
 
 
+def _scaled_logits(
+    user_emb: torch.Tensor, column_emb: torch.Tensor, inv_t: float, log_q: torch.Tensor | None
+) -> torch.Tensor:
+    """``U C^T / T``, minus ``log_q`` per column when given (one ``addmm`` pass), in a new buffer."""
+    if log_q is None:
+        return torch.mm(user_emb, column_emb.T).mul_(inv_t)
+    return torch.addmm(-log_q.unsqueeze(0), user_emb, column_emb.T, alpha=inv_t)
+
+
 class _InBatchSoftmax(torch.autograd.Function):
     @staticmethod
     def forward(ctx, user_emb, item_emb, item_idx, log_q_batch, temperature):
         batch = user_emb.shape[0]
         inv_t = 1.0 / temperature
         with torch.no_grad():
-            if log_q_batch is None:
-                logits = torch.mm(user_emb, item_emb.T).mul_(inv_t)
-            else:  # logits = U V^T / T - log q, in one pass
-                logits = torch.addmm(-log_q_batch.unsqueeze(0), user_emb, item_emb.T, alpha=inv_t)
+            logits = _scaled_logits(user_emb, item_emb, inv_t, log_q_batch)
             rows, cols = duplicate_positions(item_idx)
             logits[rows, cols] = float("-inf")
             positive = logits.diagonal().clone()
@@ -163,10 +169,7 @@ class _CandidateSoftmax(torch.autograd.Function):
         batch = user_emb.shape[0]
         inv_t = 1.0 / temperature
         with torch.no_grad():
-            if log_q_candidates is None:
-                logits = torch.mm(user_emb, candidate_emb.T).mul_(inv_t)
-            else:  # logits = U C^T / T - log q, in one pass
-                logits = torch.addmm(-log_q_candidates.unsqueeze(0), user_emb, candidate_emb.T, alpha=inv_t)
+            logits = _scaled_logits(user_emb, candidate_emb, inv_t, log_q_candidates)
             positives = torch.arange(batch, device=user_emb.device)
             total = _into_smoothed_loss_gradient(
                 logits, positives, masked, inv_t / batch, label_smoothing, smoothing_weights
@@ -196,7 +199,7 @@ class _FullSoftmax(torch.autograd.Function):
             for start in range(0, batch, FULL_SOFTMAX_CHUNK_ROWS):
                 users = user_emb[start : start + FULL_SOFTMAX_CHUNK_ROWS]
                 targets = item_idx[start : start + FULL_SOFTMAX_CHUNK_ROWS]
-                logits = torch.mm(users, all_item_emb.T).mul_(inv_t)
+                logits = _scaled_logits(users, all_item_emb, inv_t, None)
                 in_chunk = (hidden_rows >= start) & (hidden_rows < start + len(targets))
                 masked = (hidden_rows[in_chunk] - start, hidden_items[in_chunk])
                 total += _into_smoothed_loss_gradient(logits, targets, masked, scale, label_smoothing)
