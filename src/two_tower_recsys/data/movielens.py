@@ -92,10 +92,8 @@ def read_movies_csv(path: Path) -> pl.DataFrame:
     if not path.is_file():
         raise DataError(f"{path} does not exist")
     with path.open(encoding="utf-8", errors="replace") as stream:
-        columns = [name.strip().strip('"') for name in stream.readline().lstrip("\ufeff").strip().split(",")]
-    missing = [name for name in MOVIES_SCHEMA if name not in columns]
-    if missing:
-        raise DataError(f"{path} is missing column(s) {', '.join(missing)} (found: {', '.join(columns)})")
+        columns = _header_columns(stream.readline())
+    _require_columns(str(path), MOVIES_SCHEMA, columns)
     try:
         table = pacsv.read_csv(
             path,
@@ -177,19 +175,24 @@ def _read_genome(archive: zipfile.ZipFile, member: str) -> pl.DataFrame:
 
 
 def _checked_header(archive: zipfile.ZipFile, member: str, schema: dict[str, pa.DataType]) -> list[str]:
-    columns = _header(archive, member)
-    missing = [name for name in schema if name not in columns]
-    if missing:
-        raise DataError(
-            f"{member} is missing column(s) {', '.join(missing)} (found: {', '.join(columns) or 'nothing'})"
-        )
+    with archive.open(member) as stream:
+        columns = _header_columns(stream.readline().decode("utf-8", errors="replace"))
+    _require_columns(member, schema, columns)
     return columns
 
 
-def _header(archive: zipfile.ZipFile, member: str) -> list[str]:
-    with archive.open(member) as stream:
-        line = stream.readline().decode("utf-8", errors="replace").strip().lstrip("\ufeff")
+def _header_columns(line: str) -> list[str]:
+    """A CSV header line's column names (a byte-order mark and quotes dropped)."""
+    line = line.strip().lstrip("\ufeff")
     return [name.strip().strip('"') for name in line.split(",")] if line else []
+
+
+def _require_columns(source: str, schema: dict[str, pa.DataType], columns: list[str]) -> None:
+    missing = [name for name in schema if name not in columns]
+    if missing:
+        raise DataError(
+            f"{source} is missing column(s) {', '.join(missing)} (found: {', '.join(columns) or 'nothing'})"
+        )
 
 
 def _describe_arrow_error(message: str, columns: list[str]) -> str:
