@@ -64,6 +64,44 @@ def write_known_index(directory: Path, temperature: float = 1.0) -> Path:
     return directory
 
 
+def write_rated_index(
+    directory: Path,
+    users: np.ndarray,
+    items: np.ndarray,
+    rated: list[tuple[int, int]],
+    *,
+    temperature: float,
+    name: str,
+) -> Path:
+    """An index of ``users`` x ``items`` vectors (user ids 1.., movie ids 100..) whose users rated
+    the (user, item) pairs ``rated``: the even items positively, the odd ones not."""
+    n_users, n_items = len(users), len(items)
+    pairs = pl.DataFrame({"user_idx": [u for u, _ in rated], "item_idx": [i for _, i in rated]})
+    positives = pairs.filter(pl.col("item_idx") % 2 == 0)
+    write_index(
+        directory,
+        checkpoint=None,
+        user_embeddings=torch.from_numpy(users),
+        item_embeddings=torch.from_numpy(items),
+        temperature=temperature,
+        user_ids=np.arange(1, n_users + 1),
+        item_ids=np.arange(100, 100 + n_items),
+        titles=pl.DataFrame(
+            {
+                "item_idx": list(range(n_items)),
+                "movieId": list(range(100, 100 + n_items)),
+                "title": [f"Movie {i}" for i in range(n_items)],
+                "genres": ["Drama"] * n_items,
+            }
+        ),
+        seen_pairs=positives,
+        popularity=np.bincount(positives.get_column("item_idx").to_numpy(), minlength=n_items),
+        provenance={"dataset": {"name": name}},
+        rated_pairs=pairs.join(positives, on=["user_idx", "item_idx"], how="anti"),
+    )
+    return directory
+
+
 def train_tiny_model(root: Path) -> Path:
     """Train a two-tower model for one epoch on tiny synthetic data under ``root``; its artifacts dir."""
     from two_tower_recsys.pipelines import train_pipeline

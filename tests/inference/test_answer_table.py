@@ -6,13 +6,10 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-import polars as pl
 import pytest
-import torch
 from answers import assert_same_answers
-from inference_support import write_known_index
+from inference_support import write_known_index, write_rated_index
 
-from two_tower_recsys.artifacts.store import write_index
 from two_tower_recsys.errors import ArtifactError
 from two_tower_recsys.inference.answer_table import ANSWER_ITEMS, ANSWER_SCORES
 from two_tower_recsys.inference.packaging import package_model
@@ -35,30 +32,9 @@ def write_tied_index(directory: Path) -> Path:
     rated = [
         (u, i) for u in range(n_users) for i in rng.choice(n_items, size=rng.integers(0, 39), replace=False)
     ]
-    pairs = pl.DataFrame({"user_idx": [u for u, _ in rated], "item_idx": [i for _, i in rated]})
-    positives = pairs.filter(pl.col("item_idx") % 2 == 0)
-    write_index(
-        directory,
-        checkpoint=None,
-        user_embeddings=torch.from_numpy(rng.integers(0, 2, size=(n_users, 3)).astype(np.float32)),
-        item_embeddings=torch.from_numpy(rng.integers(0, 2, size=(n_items, 3)).astype(np.float32)),
-        temperature=0.5,
-        user_ids=np.arange(1, n_users + 1),
-        item_ids=np.arange(100, 100 + n_items),
-        titles=pl.DataFrame(
-            {
-                "item_idx": list(range(n_items)),
-                "movieId": list(range(100, 100 + n_items)),
-                "title": [f"Movie {i}" for i in range(n_items)],
-                "genres": ["Drama"] * n_items,
-            }
-        ),
-        seen_pairs=positives,
-        popularity=np.bincount(positives.get_column("item_idx").to_numpy(), minlength=n_items),
-        provenance={"dataset": {"name": "tied"}},
-        rated_pairs=pairs.join(positives, on=["user_idx", "item_idx"], how="anti"),
-    )
-    return directory
+    users = rng.integers(0, 2, size=(n_users, 3)).astype(np.float32)
+    items = rng.integers(0, 2, size=(n_items, 3)).astype(np.float32)
+    return write_rated_index(directory, users, items, rated, temperature=0.5, name="tied")
 
 
 def test_a_packaged_model_looks_up_what_the_core_computes(packaged_model, random_index_dir):

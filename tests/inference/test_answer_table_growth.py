@@ -7,12 +7,11 @@ from pathlib import Path
 
 import mlflow.pyfunc
 import numpy as np
-import polars as pl
 import pytest
-import torch
 from answers import assert_same_answers, assert_same_recommendations
+from inference_support import write_rated_index
 
-from two_tower_recsys.artifacts.store import verified_manifest, write_index
+from two_tower_recsys.artifacts.store import verified_manifest
 from two_tower_recsys.inference import answer_table_growth
 from two_tower_recsys.inference.answer_table import ANSWER_SCORES, AnswerTable, read_answer_table
 from two_tower_recsys.inference.answer_table_growth import (
@@ -46,30 +45,9 @@ def write_catalogue(directory: Path, n_items: int, tied: bool) -> Path:
         items = rng.normal(size=(N_OLD + N_NEW, 8)).astype(np.float32)
     rated = [(FULL_USER, i) for i in range(N_OLD - 2)]  # old movies only: nobody rated a new one
     rated += [(u, int(i)) for u in range(1, N_USERS) for i in rng.choice(N_OLD, size=12, replace=False)]
-    pairs = pl.DataFrame({"user_idx": [u for u, _ in rated], "item_idx": [i for _, i in rated]})
-    positives = pairs.filter(pl.col("item_idx") % 2 == 0)
-    write_index(
-        directory,
-        checkpoint=None,
-        user_embeddings=torch.from_numpy(users),
-        item_embeddings=torch.from_numpy(items[:n_items]),
-        temperature=1.0 if tied else 0.5,
-        user_ids=np.arange(1, N_USERS + 1),
-        item_ids=np.arange(100, 100 + n_items),
-        titles=pl.DataFrame(
-            {
-                "item_idx": list(range(n_items)),
-                "movieId": list(range(100, 100 + n_items)),
-                "title": [f"Movie {i}" for i in range(n_items)],
-                "genres": ["Drama"] * n_items,
-            }
-        ),
-        seen_pairs=positives,
-        popularity=np.bincount(positives.get_column("item_idx").to_numpy(), minlength=n_items),
-        provenance={"dataset": {"name": "growing"}},
-        rated_pairs=pairs.join(positives, on=["user_idx", "item_idx"], how="anti"),
+    return write_rated_index(
+        directory, users, items[:n_items], rated, temperature=1.0 if tied else 0.5, name="growing"
     )
-    return directory
 
 
 @pytest.fixture(scope="module")
