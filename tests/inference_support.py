@@ -8,7 +8,7 @@ import numpy as np
 import polars as pl
 import torch
 from random_index import write_random_index
-from support import TINY_SYNTHETIC
+from support import TINY_SYNTHETIC, scratch_paths
 
 from two_tower_recsys.artifacts.store import write_index
 from two_tower_recsys.models.components.sequence_tower import TowerShape
@@ -113,10 +113,7 @@ def train_tiny_model(root: Path) -> Path:
             *overrides,
             "trainer.max_epochs=1",
             "logging.enabled=false",
-            f"paths.raw_zip={root / 'data/raw/synthetic.zip'}",
-            f"paths.processed_dir={root / 'data/processed'}",
-            f"paths.artifacts_dir={root / 'artifacts'}",
-            f"paths.plots_dir={root / 'plots'}",
+            *scratch_paths(root),
         ]
     )
     train_pipeline.run(settings)

@@ -110,6 +110,27 @@ TINY_SYNTHETIC = [
     "trainer.batch_size=512",
     "trainer.progress_bar=false",
 ]
+
+# The sequence user tower on TINY_SYNTHETIC: short windows, the recipe's optimizer.
+TINY_SEQUENCE = [
+    "model.user_tower=sequence",
+    "model.max_history=20",
+    "trainer.optimizer=adamw",
+    "trainer.lr=0.005",
+    "model.l2_reg=0",
+]
+
+
+def scratch_paths(root: Path, raw_zip: Path | None = None) -> list[str]:
+    """Overrides that keep a run's data and outputs under ``root`` (its raw zip too, unless given)."""
+    return [
+        f"paths.raw_zip={raw_zip if raw_zip is not None else root / 'raw/synthetic.zip'}",
+        f"paths.processed_dir={root / 'processed'}",
+        f"paths.artifacts_dir={root / 'artifacts'}",
+        f"paths.plots_dir={root / 'plots'}",
+    ]
+
+
 # Pairs per epoch of the fits on TINY_SYNTHETIC in tests/training (a share of its train pairs).
 TINY_FIT_MAX_PAIRS = 1000
 

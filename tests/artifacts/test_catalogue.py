@@ -14,7 +14,7 @@ import polars as pl
 import pytest
 from answers import assert_same_answers
 from inference_support import write_known_index
-from support import TINY_SYNTHETIC, run_cli
+from support import TINY_SYNTHETIC, run_cli, scratch_paths
 
 from two_tower_recsys.artifacts.catalogue import add_movies
 from two_tower_recsys.artifacts.store import MANIFEST_NAME, load_index
@@ -37,10 +37,7 @@ def train(root: Path, *overrides: str) -> Path:
             *base,
             "trainer.max_epochs=1",
             "logging.enabled=false",
-            f"paths.raw_zip={root / 'raw/synthetic.zip'}",
-            f"paths.processed_dir={root / 'processed'}",
-            f"paths.artifacts_dir={root / 'artifacts'}",
-            f"paths.plots_dir={root / 'plots'}",
+            *scratch_paths(root),
             *overrides,
         ]
     )

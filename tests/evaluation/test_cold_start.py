@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from support import TINY_SYNTHETIC
+from support import TINY_SYNTHETIC, scratch_paths
 
 from two_tower_recsys.errors import ConfigError
 from two_tower_recsys.evaluation.bootstrap import BootstrapSettings
@@ -101,10 +101,7 @@ def test_train_reports_cold_start_in_metrics_json_and_the_table(tmp_path, capsys
             "logging.enabled=false",
             "model.item_features=[id,genres,year,title]",
             "eval.cold_start_share=0.2",
-            f"paths.raw_zip={tmp_path / 'raw.zip'}",
-            f"paths.processed_dir={tmp_path / 'processed'}",
-            f"paths.artifacts_dir={tmp_path / 'artifacts'}",
-            f"paths.plots_dir={tmp_path / 'plots'}",
+            *scratch_paths(tmp_path),
         ]
     )
     train_pipeline.run(settings)

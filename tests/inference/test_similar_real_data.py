@@ -40,7 +40,7 @@ FAMILY = {"Animation", "Children"}
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Path:
-    from support import SHARED_SMALL_ZIP
+    from support import SHARED_SMALL_ZIP, scratch_paths
 
     if not SHARED_SMALL_ZIP.exists():
         pytest.skip(f"real MovieLens data not available: {SHARED_SMALL_ZIP} is absent")
@@ -53,10 +53,7 @@ def trained(tmp_path_factory) -> Path:
             "trainer.progress_bar=false",
             "eval.baselines=[popularity]",  # the neighbours are the subject here, not the report
             "logging.enabled=false",
-            f"paths.raw_zip={SHARED_SMALL_ZIP}",
-            f"paths.processed_dir={root / 'processed'}",
-            f"paths.artifacts_dir={root / 'artifacts'}",
-            f"paths.plots_dir={root / 'plots'}",
+            *scratch_paths(root, SHARED_SMALL_ZIP),
         ]
     )
     train_pipeline.run(settings)

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-from support import TINY_SYNTHETIC
+from support import TINY_SYNTHETIC, scratch_paths
 
 from two_tower_recsys.artifacts.store import load_index
 from two_tower_recsys.data.movielens import read_movielens_zip, read_movies_csv
@@ -60,10 +60,7 @@ def settings_for(root: Path, raw_zip: Path, features: tuple[str, ...]):
             "eval.baselines=[popularity]",
             f"data.min_item_interactions={MIN_ITEM_INTERACTIONS}",
             f"model.item_features=[{','.join(features)}]",
-            f"paths.raw_zip={raw_zip}",
-            f"paths.processed_dir={root / 'processed'}",
-            f"paths.artifacts_dir={root / 'artifacts'}",
-            f"paths.plots_dir={root / 'plots'}",
+            *scratch_paths(root, raw_zip),
         ]
     )
 

@@ -21,7 +21,7 @@ import polars as pl
 import pytest
 import torch
 from answers import assert_same_answer, assert_same_recommendations, tolerance
-from support import TINY_SYNTHETIC, run_cli
+from support import TINY_SEQUENCE, TINY_SYNTHETIC, run_cli, scratch_paths
 
 from two_tower_recsys.artifacts.store import load_index
 from two_tower_recsys.inference.recommender import Recommender
@@ -38,11 +38,7 @@ pytestmark = pytest.mark.slow
 CONTENT = "model.item_features=[id,genres,year,title]"
 MIN_ITEM_INTERACTIONS = 40  # keeps a share of TINY_SYNTHETIC's 120 movies out of training
 SEQUENCE = [
-    "model.user_tower=sequence",
-    "model.max_history=20",
-    "trainer.optimizer=adamw",
-    "trainer.lr=0.005",
-    "model.l2_reg=0",
+    *TINY_SEQUENCE,
     # the full softmax with both of its options: the in-batch loss is the id tower's default
     "model.negatives=full",
     "model.label_smoothing=0.1",
@@ -70,10 +66,7 @@ def train(root: Path, tower_overrides: list[str]) -> list[str]:
         f"data.min_item_interactions={MIN_ITEM_INTERACTIONS}",
         "trainer.monitor_k=10",  # below the trained movies' count (48)
         "logging.enabled=false",
-        f"paths.raw_zip={root / 'raw/synthetic.zip'}",
-        f"paths.processed_dir={root / 'processed'}",
-        f"paths.artifacts_dir={root / 'artifacts'}",
-        f"paths.plots_dir={root / 'plots'}",
+        *scratch_paths(root),
     ]
     train_pipeline.run(compose_settings(overrides))
     return overrides

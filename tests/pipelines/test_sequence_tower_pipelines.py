@@ -7,7 +7,7 @@ import onnxruntime as ort
 import pytest
 import torch
 from inference_support import write_known_index
-from support import TINY_SYNTHETIC, run_cli
+from support import TINY_SEQUENCE, TINY_SYNTHETIC, run_cli, scratch_paths
 
 from two_tower_recsys.artifacts.store import load_index
 from two_tower_recsys.inference.recommender import Recommender
@@ -20,11 +20,7 @@ from two_tower_recsys.preprocessing.prepare import prepare_dataset
 pytestmark = pytest.mark.slow
 
 SEQUENCE = [
-    "model.user_tower=sequence",
-    "model.max_history=20",
-    "trainer.optimizer=adamw",
-    "trainer.lr=0.005",
-    "model.l2_reg=0",
+    *TINY_SEQUENCE,
     "logging.enabled=false",
 ]
 
@@ -35,10 +31,7 @@ def trained(tmp_path_factory):
     overrides = [
         *TINY_SYNTHETIC,
         *SEQUENCE,
-        f"paths.raw_zip={root / 'data/raw/synthetic.zip'}",
-        f"paths.processed_dir={root / 'data/processed'}",
-        f"paths.artifacts_dir={root / 'artifacts'}",
-        f"paths.plots_dir={root / 'plots'}",
+        *scratch_paths(root),
     ]
     train_pipeline.run(compose_settings(overrides))
     return root, overrides
