@@ -32,6 +32,18 @@ def title(movie_id: int) -> str:
     return f"Movie {movie_id} (2000)"
 
 
+def drama_titles(movie_ids: list[int], titles: list[str]) -> pl.DataFrame:
+    """An index's titles table: the movies in index order, every one a Drama."""
+    return pl.DataFrame(
+        {
+            "item_idx": list(range(len(movie_ids))),
+            "movieId": movie_ids,
+            "title": titles,
+            "genres": ["Drama"] * len(movie_ids),
+        }
+    )
+
+
 def write_known_index(directory: Path, temperature: float = 1.0) -> Path:
     n_items = len(MOVIE_IDS)
     pairs = [(user, item) for user, items in SEEN.items() for item in items]
@@ -43,14 +55,7 @@ def write_known_index(directory: Path, temperature: float = 1.0) -> Path:
         temperature=temperature,
         user_ids=np.array(USER_IDS),
         item_ids=np.array(MOVIE_IDS),
-        titles=pl.DataFrame(
-            {
-                "item_idx": list(range(n_items)),
-                "movieId": MOVIE_IDS,
-                "title": [title(movie_id) for movie_id in MOVIE_IDS],
-                "genres": ["Drama"] * n_items,
-            }
-        ),
+        titles=drama_titles(MOVIE_IDS, [title(movie_id) for movie_id in MOVIE_IDS]),
         seen_pairs=pl.DataFrame({"user_idx": [u for u, _ in pairs], "item_idx": [i for _, i in pairs]}),
         popularity=np.array(POPULARITY),
         provenance={"dataset": {"name": "known-answers"}},
@@ -86,14 +91,7 @@ def write_rated_index(
         temperature=temperature,
         user_ids=np.arange(1, n_users + 1),
         item_ids=np.arange(100, 100 + n_items),
-        titles=pl.DataFrame(
-            {
-                "item_idx": list(range(n_items)),
-                "movieId": list(range(100, 100 + n_items)),
-                "title": [f"Movie {i}" for i in range(n_items)],
-                "genres": ["Drama"] * n_items,
-            }
-        ),
+        titles=drama_titles(list(range(100, 100 + n_items)), [f"Movie {i}" for i in range(n_items)]),
         seen_pairs=positives,
         popularity=np.bincount(positives.get_column("item_idx").to_numpy(), minlength=n_items),
         provenance={"dataset": {"name": name}},
