@@ -108,7 +108,7 @@ def pinned_requirements(extra: tuple[str, ...] = ()) -> list[str]:
 
 
 def _extra_files(
-    artifacts_dir: Path, infer: InferConfig, grown: GrownCatalogue | None
+    artifacts_dir: Path, infer: InferConfig, grown: GrownCatalogue | None, progress: bool
 ) -> Callable[[Path], dict[str, Any]]:
     """What the index copy gets beyond the index (written there, listed in its manifest).
 
@@ -133,11 +133,13 @@ def _extra_files(
         why_not = grown.usable_for(index, k, infer.exclude) if grown is not None else None
         if grown is not None and why_not is None:
             log.info("answer table: the previous one merged with the %d new movies", grown.n_new(index))
-            batches = grown_top_items(index, grown, k, batch_size=infer.batch_size)
+            batches = grown_top_items(index, grown, k, batch_size=infer.batch_size, progress=progress)
         else:
             if why_not is not None:
                 log.info("answer table: every user ranked again, %s", why_not)
-            batches = top_items_of_every_user(recommender, k, exclude=infer.exclude, desc="answer table")
+            batches = top_items_of_every_user(
+                recommender, k, exclude=infer.exclude, progress=progress, desc="answer table"
+            )
         return write_answer_table(index_dir, batches, len(index.user_ids), k, infer.exclude)
 
     return build
@@ -153,11 +155,17 @@ class PyfuncSpec:
 
 
 def pyfunc_spec(
-    artifacts_dir: Path, workdir: Path, infer: InferConfig, grown: GrownCatalogue | None = None
+    artifacts_dir: Path,
+    workdir: Path,
+    infer: InferConfig,
+    grown: GrownCatalogue | None = None,
+    *,
+    progress: bool = True,
 ) -> PyfuncSpec:
     """Stage a verified copy of the index and of this package's code in ``workdir`` and describe
-    the model for MLflow (the same arguments whether it is saved to a folder or logged to a run)."""
-    extra_files = _extra_files(artifacts_dir, infer, grown)
+    the model for MLflow (the same arguments whether it is saved to a folder or logged to a run).
+    ``progress``: a progress bar while the answer table is scored."""
+    extra_files = _extra_files(artifacts_dir, infer, grown, progress)
     manifest = copy_index(artifacts_dir, workdir / INDEX_ARTIFACT, extra_files)
     code = _copy_package_code(workdir / "code")
     example_user_id = _first_user_id(workdir / INDEX_ARTIFACT)
@@ -183,7 +191,12 @@ def pyfunc_spec(
 
 
 def package_model(
-    artifacts_dir: Path, destination: Path, infer: InferConfig, grown: GrownCatalogue | None = None
+    artifacts_dir: Path,
+    destination: Path,
+    infer: InferConfig,
+    grown: GrownCatalogue | None = None,
+    *,
+    progress: bool = True,
 ) -> PackagedModel:
     """Package the index in ``artifacts_dir`` as an MLflow pyfunc model at ``destination``.
 
@@ -193,7 +206,7 @@ def package_model(
     destination = Path(destination)
     verified_manifest(Path(artifacts_dir))  # fail before creating anything beside the destination
     with staged_directory(destination) as staging, quiet_artifact_transfers():
-        spec = pyfunc_spec(artifacts_dir, staging, infer, grown)
+        spec = pyfunc_spec(artifacts_dir, staging, infer, grown, progress=progress)
         model_dir = staging / "model"
         mlflow.pyfunc.save_model(path=str(model_dir), **spec.arguments)
         replace_directory(model_dir, destination)

@@ -272,7 +272,9 @@ def refresh_derived_artifacts(settings: AppConfig) -> None:
     """Rebuild what was derived from the previous index, so nothing stale stays beside the new one:
     the MLflow package always (under a second), the ONNX scorer when one was exported before."""
     paths = settings.paths
-    packaged = package_model(paths.artifacts_dir, paths.mlflow_model_dir, settings.infer)
+    packaged = package_model(
+        paths.artifacts_dir, paths.mlflow_model_dir, settings.infer, progress=settings.trainer.progress_bar
+    )
     log.info("wrote the MLflow pyfunc model to %s", packaged.path)
     if paths.onnx_model.exists():
         from two_tower_recsys.inference.onnx_export import export_from_artifacts  # loads the exporter
@@ -286,7 +288,12 @@ def publish_to_mlflow(tracking: TrainingRun, settings: AppConfig) -> None:
     (``logging.mlflow.registered_model_name``), so ``models:/<name>/<version>`` serves it."""
     tracking.log_text(yaml.safe_dump(_plain(dataclasses.asdict(settings)), sort_keys=False), "config.yaml")
     with tempfile.TemporaryDirectory(prefix="two-tower-pyfunc-") as workdir:
-        spec = pyfunc_spec(settings.paths.artifacts_dir, Path(workdir), settings.infer)
+        spec = pyfunc_spec(
+            settings.paths.artifacts_dir,
+            Path(workdir),
+            settings.infer,
+            progress=settings.trainer.progress_bar,
+        )
         with quiet_artifact_transfers():
             tracking.log_pyfunc_model(spec.arguments, settings.logging.mlflow.registered_model_name)
 
