@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import mlflow.pyfunc
+import numpy as np
 import pandas as pd
 import torch
 from mlflow.models import ModelSignature
@@ -50,7 +51,7 @@ from two_tower_recsys.artifacts.store import (
     index_id,
     verified_manifest,
 )
-from two_tower_recsys.inference.answer_table import write_answer_table
+from two_tower_recsys.inference.answer_table import AnswerTable, TopItems, write_answer_table
 from two_tower_recsys.inference.answer_table_growth import GrownCatalogue, grown_top_items
 from two_tower_recsys.inference.batch import top_items_of_every_user
 from two_tower_recsys.inference.candidates import ann_params
@@ -108,7 +109,11 @@ def pinned_requirements(extra: tuple[str, ...] = ()) -> list[str]:
 
 
 def _extra_files(
-    artifacts_dir: Path, infer: InferConfig, grown: GrownCatalogue | None, progress: bool
+    artifacts_dir: Path,
+    infer: InferConfig,
+    grown: GrownCatalogue | None,
+    built: AnswerTable | None,
+    progress: bool,
 ) -> Callable[[Path], dict[str, Any]]:
     """What the index copy gets beyond the index (written there, listed in its manifest).
 
@@ -116,7 +121,9 @@ def _extra_files(
     ``infer.index=exact``: the answer table (every user's top ``infer.answer_table_k`` under
     ``infer.exclude``), scored from the verified source index, whose files the copy must match;
     with ``grown`` (movies appended since the previous table), that table merged with the new
-    movies where it can be (:mod:`~two_tower_recsys.inference.answer_table_growth`).
+    movies where it can be (:mod:`~two_tower_recsys.inference.answer_table_growth`); with
+    ``built`` (another package's table of this same index), its rows cut to the top
+    ``answer_table_k`` where it holds them: nothing is scored again.
     """
 
     def build(index_dir: Path) -> dict[str, Any]:
@@ -131,7 +138,10 @@ def _extra_files(
         index = recommender.index
         k = min(infer.answer_table_k, recommender.n_items)
         why_not = grown.usable_for(index, k, infer.exclude) if grown is not None else None
-        if grown is not None and why_not is None:
+        if built is not None and built.answers(np.array([k]), infer.exclude):
+            log.info("answer table: the one already built for this index, not scored again")
+            batches = _rows_cut_to(built, k, infer.batch_size)
+        elif grown is not None and why_not is None:
             log.info("answer table: the previous one merged with the %d new movies", grown.n_new(index))
             batches = grown_top_items(index, grown, k, batch_size=infer.batch_size, progress=progress)
         else:
@@ -143,6 +153,14 @@ def _extra_files(
         return write_answer_table(index_dir, batches, len(index.user_ids), k, infer.exclude)
 
     return build
+
+
+def _rows_cut_to(table: AnswerTable, k: int, batch_size: int) -> Iterator[tuple[np.ndarray, TopItems]]:
+    """``table``'s rows, each cut to its first ``k`` entries (a top-k is a prefix of a top-K)."""
+    n_users = len(table.items)
+    for start in range(0, n_users, batch_size):
+        users = np.arange(start, min(start + batch_size, n_users), dtype=np.int64)
+        yield users, (np.asarray(table.scores[users, :k]), np.asarray(table.items[users, :k]))
 
 
 @dataclass(frozen=True)
@@ -160,12 +178,14 @@ def pyfunc_spec(
     infer: InferConfig,
     grown: GrownCatalogue | None = None,
     *,
+    built: AnswerTable | None = None,
     progress: bool = True,
 ) -> PyfuncSpec:
     """Stage a verified copy of the index and of this package's code in ``workdir`` and describe
     the model for MLflow (the same arguments whether it is saved to a folder or logged to a run).
-    ``progress``: a progress bar while the answer table is scored."""
-    extra_files = _extra_files(artifacts_dir, infer, grown, progress)
+    ``built``: another package's answer table of this same index (``previous_answer_table``),
+    copied rather than scored again; ``progress``: a progress bar while the table is scored."""
+    extra_files = _extra_files(artifacts_dir, infer, grown, built, progress)
     manifest = copy_index(artifacts_dir, workdir / INDEX_ARTIFACT, extra_files)
     code = _copy_package_code(workdir / "code")
     example_user_id = _first_user_id(workdir / INDEX_ARTIFACT)

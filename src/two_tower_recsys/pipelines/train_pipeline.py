@@ -21,12 +21,18 @@ import yaml
 from lightning.pytorch.utilities import rank_zero_only
 
 from two_tower_recsys.artifacts.catalogue import with_movies_added
-from two_tower_recsys.artifacts.store import write_index
+from two_tower_recsys.artifacts.store import verified_manifest, write_index
 from two_tower_recsys.data.movielens import read_movielens_zip
 from two_tower_recsys.evaluation.bootstrap import SplitBootstrap
 from two_tower_recsys.evaluation.plots import plot_learning_curves
 from two_tower_recsys.evaluation.report import BASELINES, BEYOND_ACCURACY, METRICS_FILE, format_table
-from two_tower_recsys.inference.packaging import package_model, pyfunc_spec, quiet_artifact_transfers
+from two_tower_recsys.inference.answer_table_growth import previous_answer_table
+from two_tower_recsys.inference.packaging import (
+    PACKAGED_INDEX,
+    package_model,
+    pyfunc_spec,
+    quiet_artifact_transfers,
+)
 from two_tower_recsys.models.popularity import popularity_counts
 from two_tower_recsys.pipelines.baselines import BaselineRun, evaluate_baselines
 from two_tower_recsys.pipelines.cold_start import (
@@ -287,11 +293,18 @@ def publish_to_mlflow(tracking: TrainingRun, settings: AppConfig) -> None:
     """The composed config as ``config.yaml``, and the pyfunc model logged to the run and registered
     (``logging.mlflow.registered_model_name``), so ``models:/<name>/<version>`` serves it."""
     tracking.log_text(yaml.safe_dump(_plain(dataclasses.asdict(settings)), sort_keys=False), "config.yaml")
+    paths = settings.paths
+    # The local package (refresh_derived_artifacts) holds this index's answer table already:
+    # scoring every user again would double the slowest step (about 2 minutes at ML-20M size).
+    built = previous_answer_table(
+        paths.mlflow_model_dir / PACKAGED_INDEX, verified_manifest(paths.artifacts_dir)
+    )
     with tempfile.TemporaryDirectory(prefix="two-tower-pyfunc-") as workdir:
         spec = pyfunc_spec(
-            settings.paths.artifacts_dir,
+            paths.artifacts_dir,
             Path(workdir),
             settings.infer,
+            built=built,
             progress=settings.trainer.progress_bar,
         )
         with quiet_artifact_transfers():
