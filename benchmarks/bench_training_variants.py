@@ -1,8 +1,9 @@
-"""Two training variants of the sequence recipe that are not in the library, against the recipe,
-on validation: overlapping training windows, and a second pass from the first pass's weights.
+"""Training variants of the sequence recipe that are not in the library, against the recipe, on
+validation: overlapping training windows, a second pass from the first pass's weights, a cosine
+learning-rate schedule.
 
     .venv/bin/python benchmarks/bench_training_variants.py --zip ../shared/data/ml-latest-small.zip \\
-        --variant overlapping-windows|second-pass --seeds 0,1,2 [--out benchmarks/results/variants]
+        --variant overlapping-windows|second-pass|cosine-lr --seeds 0,1,2 [--out benchmarks/results/variants]
 
 A harness: it patches the library in its own process, trains each seed by the real ``two-tower
 train`` and keeps the vectors as ``bench_ensemble.py`` does (the recipe's own runs are that
@@ -15,6 +16,8 @@ Recall@50 and the seed-averaged paired difference variant - recipe.
 - ``second-pass``: once the recipe has stopped, training starts again from its best weights (the
   moving average) with a fresh optimizer at a tenth of the learning rate, up to 15 more epochs,
   early stopping as before.
+- ``cosine-lr``: the learning rate decays from the recipe's along a half cosine to 0 at the last
+  of ``trainer.max_epochs`` epochs, step by step (early stopping as before).
 """
 
 from __future__ import annotations
@@ -82,6 +85,20 @@ def patch_second_pass_start() -> None:
     TwoTowerModule.from_settings = classmethod(from_settings)
 
 
+def patch_cosine_lr() -> None:
+    from two_tower_recsys.training.module import TwoTowerModule
+
+    build = TwoTowerModule.configure_optimizers
+
+    def configure_optimizers(self):
+        optimizer = build(self)
+        steps = self.trainer.estimated_stepping_batches
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, int(steps)))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+    TwoTowerModule.configure_optimizers = configure_optimizers
+
+
 def second_pass(run: list[str]) -> dict[str, np.ndarray]:
     from two_tower_recsys.pipelines import train_pipeline
     from two_tower_recsys.pipelines.hydra_edge import compose_settings
@@ -110,7 +127,9 @@ def kept_vectors(path: Path, train) -> dict[str, np.ndarray]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--zip", type=Path, required=True)
-    parser.add_argument("--variant", choices=["overlapping-windows", "second-pass"], required=True)
+    parser.add_argument(
+        "--variant", choices=["overlapping-windows", "second-pass", "cosine-lr"], required=True
+    )
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/variants"))
     parser.add_argument("--recipe-out", type=Path, default=Path("benchmarks/results/ensemble"))
@@ -133,23 +152,29 @@ def main() -> None:
             "val": evaluation_tasks(prepare_dataset(settings.data, settings.paths, progress=False))["val"]
         }
     variant_ranks, recipe_ranks = [], []
-    for seed in (int(seed) for seed in args.seeds.split(",")):
-        run = [*common, "trainer.progress_bar=false", f"seed={seed}", *RECIPE]
-        digest = configuration_digest(run)
-        # The recipe first, unpatched: its file is shared with bench_ensemble.py.
-        recipe = kept_vectors(
-            args.recipe_out / f"vectors_{digest}_seed{seed}.npz",
+    seeds = [int(seed) for seed in args.seeds.split(",")]
+    runs = {seed: [*common, "trainer.progress_bar=false", f"seed={seed}", *RECIPE] for seed in seeds}
+    digests = {seed: configuration_digest(run) for seed, run in runs.items()}
+    # The recipe's runs first, unpatched (their files are shared with bench_ensemble.py).
+    recipes = {
+        seed: kept_vectors(
+            args.recipe_out / f"vectors_{digests[seed]}_seed{seed}.npz",
             lambda run=run: _trained_in_scratch(run),
         )
-        if args.variant == "overlapping-windows":
-            patch_overlapping_windows()
-            train = lambda run=run: _trained_in_scratch(run)  # noqa: E731
-        else:
-            patch_second_pass_start()
-            train = lambda run=run: second_pass(run)  # noqa: E731
-        variant = kept_vectors(args.out / f"vectors_{args.variant}_{digest}_seed{seed}.npz", train)
+        for seed, run in runs.items()
+    }
+    {
+        "overlapping-windows": patch_overlapping_windows,
+        "cosine-lr": patch_cosine_lr,
+        "second-pass": patch_second_pass_start,
+    }[args.variant]()
+    train = second_pass if args.variant == "second-pass" else _trained_in_scratch
+    for seed, run in runs.items():
+        variant = kept_vectors(
+            args.out / f"vectors_{args.variant}_{digests[seed]}_seed{seed}.npz", lambda run=run: train(run)
+        )
         variant_ranks.append(ranks_of([variant], tasks, settings.eval)["val"])
-        recipe_ranks.append(ranks_of([recipe], tasks, settings.eval)["val"])
+        recipe_ranks.append(ranks_of([recipes[seed]], tasks, settings.eval)["val"])
         line = {"seed": seed, "best_epoch": int(variant["best_epoch"])}
         line |= {"variant": _recall(variant_ranks[-1]), "recipe": _recall(recipe_ranks[-1])}
         print(json.dumps(line), flush=True)
