@@ -42,7 +42,7 @@ _START_FROM = "BENCH_SECOND_PASS_FROM"
 
 def overlapping_windows(positives, n_users: int, max_inputs: int):
     """``training_windows`` with a window starting every ``max_inputs // 2`` targets."""
-    from two_tower_recsys.preprocessing.histories import PADDING_ITEM, UserHistories, _in_split_order
+    from two_tower_recsys.preprocessing.histories import _in_split_order, window_rows
 
     stride = max(1, max_inputs // 2)
     users, items = _in_split_order(positives)
@@ -54,13 +54,7 @@ def overlapping_windows(positives, n_users: int, max_inputs: int):
     newest_first = np.arange(len(window_user)) - np.repeat(np.cumsum(n_windows) - n_windows, n_windows)
     last_target = counts[window_user] - 1 - newest_first * stride
     first_target = np.maximum(1, last_target - max_inputs + 1)
-    lengths = last_target - first_target + 2
-    window = np.repeat(np.arange(len(window_user)), lengths)
-    offset = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-    source = np.repeat(first_row[window_user] + first_target - 1, lengths) + offset
-    padded = np.full((len(window_user), max_inputs + 1), PADDING_ITEM, dtype=np.int64)
-    padded[window, offset] = items[source]
-    return UserHistories(torch.from_numpy(padded), torch.from_numpy(lengths.astype(np.int64)))
+    return window_rows(items, first_row[window_user], first_target, last_target, max_inputs)
 
 
 def patch_overlapping_windows() -> None:

@@ -76,11 +76,26 @@ def training_windows(positives: pl.DataFrame, n_users: int, max_inputs: int) -> 
     n = counts[window_user]
     last_target = n - 1 - newest_first * max_inputs
     first_target = np.maximum(1, n - (newest_first + 1) * max_inputs)
+    return window_rows(items, first_row[window_user], first_target, last_target, max_inputs)
+
+
+def window_rows(
+    items: np.ndarray,
+    user_start: np.ndarray,
+    first_target: np.ndarray,
+    last_target: np.ndarray,
+    max_inputs: int,
+) -> UserHistories:
+    """One padded row per window: the movie before its first target, then its targets.
+
+    ``items``: every user's positives, users ascending, each in split order; per window, where its
+    user's positives start in ``items`` and its first and last target (positions in the user's list).
+    """
     lengths = last_target - first_target + 2
-    window = np.repeat(np.arange(len(window_user)), lengths)
+    window = np.repeat(np.arange(len(lengths)), lengths)
     offset = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-    source = np.repeat(first_row[window_user] + first_target - 1, lengths) + offset
-    padded = np.full((len(window_user), max_inputs + 1), PADDING_ITEM, dtype=np.int64)
+    source = np.repeat(user_start + first_target - 1, lengths) + offset
+    padded = np.full((len(lengths), max_inputs + 1), PADDING_ITEM, dtype=np.int64)
     padded[window, offset] = items[source]
     return UserHistories(torch.from_numpy(padded), torch.from_numpy(lengths.astype(np.int64)))
 
