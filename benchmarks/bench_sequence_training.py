@@ -4,7 +4,7 @@
         [--targets 2000000] [--batch-size 2048] [--max-history 50]
         [--label-smoothing 0.1 --hide-earlier-positives]   # the recipe's full-softmax options
         [--sampled-negatives 2048]                          # the pool of --negatives mixed
-        [--accelerator cpu] [--processed-dir DIR]
+        [--accelerator cpu] [--processed-dir DIR] [--compile]
 
 One epoch through the real LightningModule, sequence loader and Trainer, in a fresh process
 (validation off: bench_evaluation.py times evaluation). Reported: epoch wall time, target
@@ -68,6 +68,10 @@ def child(zip_path: Path, processed_dir: Path, args: argparse.Namespace) -> None
     module = TwoTowerModule.from_settings(
         dataset.n_users, dataset.n_items, model_cfg, trainer_cfg, sequences.item_counts
     )
+    if args.compile:  # measured and rejected (docs/benchmarks.md): slower on this CPU
+        import torch
+
+        module.net.user_tower.encode = torch.compile(module.net.user_tower.encode)
     report = None if args.accelerator == "cpu" else device_report_callback()
     trainer = L.Trainer(
         max_epochs=1,
@@ -95,6 +99,7 @@ def child(zip_path: Path, processed_dir: Path, args: argparse.Namespace) -> None
         json.dumps(
             {
                 "negatives": args.negatives,
+                "compiled": args.compile,
                 "sampled_negatives": args.sampled_negatives if args.negatives == "mixed" else None,
                 "batch_size": args.batch_size,
                 "label_smoothing": args.label_smoothing,
@@ -124,6 +129,7 @@ def main() -> None:
     parser.add_argument("--max-history", type=int, default=50)
     parser.add_argument("--label-smoothing", type=float, default=0.0)
     parser.add_argument("--hide-earlier-positives", action="store_true")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the user tower's encoder")
     parser.add_argument("--accelerator", default="cpu", help="Lightning accelerator (cpu, gpu, ...)")
     parser.add_argument("--processed-dir", type=Path, default=None, help="default: a temporary folder")
     parser.add_argument("--child", nargs=2, metavar=("ZIP", "PROCESSED"), help=argparse.SUPPRESS)
@@ -147,7 +153,8 @@ def main() -> None:
         print(
             f"sequence {args.negatives:9s} pool {pool:5d} "
             f"batch {args.batch_size:5d} smoothing {args.label_smoothing} hide "
-            f"{args.hide_earlier_positives!s:5s} epoch {run['epoch_s']:7.1f} s "
+            f"{args.hide_earlier_positives!s:5s}{' compiled' if args.compile else ''} "
+            f"epoch {run['epoch_s']:7.1f} s "
             f"({run['epoch_cpu_s']:.1f} CPU s)  {run['targets_per_s']:9.0f} "
             f"targets/s  {run['batches']} batches  peak RSS {run['peak_rss_mb']:.0f} MB",
             flush=True,

@@ -17,7 +17,14 @@ interval (each user's value averaged over the seeds, then users resampled). The 
 here: run it once the configuration was chosen on validation. Each run's ranks are kept in
 ``--out`` (one file per tower and seed) and reused when present, so the towers can be trained by
 separate invocations (``--towers id`` and ``--towers sequence`` side by side) and compared by a
-last one.
+last one. ``--finished TOWER=ARTIFACTS_DIR`` ranks a run trained earlier by ``two-tower train``
+instead of training it (one seed; refused unless its manifest's data, model and trainer settings
+and seed are the ones this command would train with), e.g. the two whole ML-20M-shaped jobs:
+
+    .venv/bin/python benchmarks/bench_tower_comparison.py --data synthetic-20m \\
+        --zip benchmarks/results/synthetic-20m.zip --seeds 42 --towers none \\
+        --sequence-override model.negatives=mixed \\
+        --finished id=ID_RUN/artifacts --finished sequence=RECIPE_RUN/artifacts
 """
 
 from __future__ import annotations
@@ -44,27 +51,62 @@ GROUPS = ("all", "shared", "other")
 def train_and_rank(overrides: list[str], scratch: Path) -> tuple[dict[str, np.ndarray], dict, dict]:
     """Train in ``scratch``; (ranks per split, the split's tasks' shared-timestamp masks, run info)."""
     from two_tower_recsys.pipelines import train_pipeline
-    from two_tower_recsys.pipelines.evaluation_suite import evaluate_on_splits, evaluation_tasks
     from two_tower_recsys.pipelines.hydra_edge import compose_settings
-    from two_tower_recsys.pipelines.trained_scorers import load_checkpoint_module, split_scorers
-    from two_tower_recsys.preprocessing.prepare import prepare_dataset
 
     with contextlib.chdir(scratch):  # back afterwards: the scratch directory is then removed
         settings = compose_settings(overrides)
         started = time.perf_counter()
         train_pipeline.run(settings)
         seconds = time.perf_counter() - started
-        dataset = prepare_dataset(settings.data, settings.paths, progress=False)
-        tasks = evaluation_tasks(dataset)
-        module = load_checkpoint_module(settings.paths.artifacts_dir)
-        results = evaluate_on_splits(
-            split_scorers(module, dataset), tasks, settings.eval, progress=False, label="rescore"
-        )
-        shared = shared_timestamp_users(dataset)
-        masks = {split: shared[task.users] for split, task in tasks.items()}
-        manifest = json.loads((settings.paths.artifacts_dir / "manifest.json").read_text())
-        info = {"best_epoch": manifest["best_epoch"], "seconds": round(seconds, 1)}
-    return {split: result.ranks for split, result in results.items()}, masks, info
+        ranks, masks, info = rank_finished(settings)
+    return ranks, masks, info | {"seconds": round(seconds, 1)}
+
+
+def rank_finished(settings) -> tuple[dict[str, np.ndarray], dict, dict]:
+    """The best checkpoint in ``settings.paths.artifacts_dir`` rescored on validation and test."""
+    from two_tower_recsys.pipelines.evaluation_suite import evaluate_on_splits, evaluation_tasks
+    from two_tower_recsys.pipelines.trained_scorers import load_checkpoint_module, split_scorers
+    from two_tower_recsys.preprocessing.prepare import prepare_dataset
+
+    dataset = prepare_dataset(settings.data, settings.paths, progress=False)
+    tasks = evaluation_tasks(dataset)
+    module = load_checkpoint_module(settings.paths.artifacts_dir)
+    results = evaluate_on_splits(
+        split_scorers(module, dataset), tasks, settings.eval, progress=False, label="rescore"
+    )
+    shared = shared_timestamp_users(dataset)
+    masks = {split: shared[task.users] for split, task in tasks.items()}
+    manifest = json.loads((settings.paths.artifacts_dir / "manifest.json").read_text())
+    return (
+        {split: result.ranks for split, result in results.items()},
+        masks,
+        {"best_epoch": manifest["best_epoch"]},
+    )
+
+
+def rank_finished_run(overrides: list[str], artifacts_dir: Path, scratch: Path):
+    """A run trained earlier (``two-tower train`` with ``overrides``) ranked from its artifacts,
+    refused when its manifest's data, model or trainer settings differ from ``overrides``'."""
+    from two_tower_recsys.pipelines.hydra_edge import compose_settings
+
+    with contextlib.chdir(scratch):
+        settings = compose_settings([*overrides, f"paths.artifacts_dir={artifacts_dir}"])
+        recorded = json.loads((artifacts_dir / "manifest.json").read_text())["config"]
+        for part in ("data", "model", "trainer"):
+            # paths and progress bars do not change what was trained
+            ignored = {"progress_bar"}
+            wanted = {
+                k: v
+                for k, v in json.loads(json.dumps(asdict(getattr(settings, part)), default=str)).items()
+                if k not in ignored
+            }
+            found = {k: v for k, v in recorded[part].items() if k not in ignored}
+            if wanted != found:
+                differing = sorted(k for k in wanted.keys() | found.keys() if wanted.get(k) != found.get(k))
+                raise SystemExit(f"{artifacts_dir} was trained with other {part} settings: {differing}")
+        if recorded["seed"] != settings.seed:
+            raise SystemExit(f"{artifacts_dir} was trained with seed {recorded['seed']}, not {settings.seed}")
+        return rank_finished(settings)
 
 
 def shared_timestamp_users(dataset) -> np.ndarray:
@@ -119,6 +161,13 @@ def main() -> None:
     parser.add_argument("--id-override", action="append", default=[])
     parser.add_argument("--towers", default="id,sequence", help="train these (the others must be in --out)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/towers"))
+    parser.add_argument(
+        "--finished",
+        action="append",
+        default=[],
+        metavar="TOWER=ARTIFACTS_DIR",
+        help="rank this tower from a run trained earlier with the same settings (one seed)",
+    )
     args = parser.parse_args()
     args.out = args.out.resolve()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -127,6 +176,9 @@ def main() -> None:
     from two_tower_recsys.pipelines.hydra_edge import compose_settings
 
     zip_path = args.zip.resolve()
+    finished = {tower: Path(d).resolve() for tower, _, d in (f.partition("=") for f in args.finished)}
+    if unknown := set(finished) - set(TOWERS):
+        parser.error(f"--finished: unknown tower {sorted(unknown)}; choose from {TOWERS}")
     tower_overrides = {"id": args.id_override, "sequence": [*SEQUENCE, *args.sequence_override]}
     eval_settings = compose_settings([]).eval
     lines = []
@@ -138,14 +190,18 @@ def main() -> None:
         for tower in TOWERS:
             digest = configuration_digest([*common, *tower_overrides[tower]])
             kept = args.out / f"ranks_{tower}_{digest}_seed{seed}.npz"
+            if not kept.exists() and tower in finished:
+                with tempfile.TemporaryDirectory() as scratch:
+                    split_ranks, masks, run = rank_finished_run(
+                        [*common, *tower_overrides[tower]], finished[tower], Path(scratch)
+                    )
+                keep(kept, split_ranks, masks, run)
             if not kept.exists() and tower in args.towers.split(","):
                 with tempfile.TemporaryDirectory() as scratch:
                     split_ranks, masks, run = train_and_rank(
                         [*common, *tower_overrides[tower]], Path(scratch)
                     )
-                arrays = {f"ranks_{s}": r for s, r in split_ranks.items()}
-                arrays |= {f"shared_{s}": m for s, m in masks.items()}
-                np.savez(kept, run=json.dumps(run), **arrays)
+                keep(kept, split_ranks, masks, run)
             if not kept.exists():
                 continue
             stored = np.load(kept)
@@ -184,6 +240,12 @@ def main() -> None:
         }
     summary["seed_averaged_sequence-id"] = seed_averaged(by_seed, eval_settings)
     print(json.dumps(summary), flush=True)
+
+
+def keep(path: Path, split_ranks: dict, masks: dict, run: dict) -> None:
+    arrays = {f"ranks_{s}": r for s, r in split_ranks.items()}
+    arrays |= {f"shared_{s}": m for s, m in masks.items()}
+    np.savez(path, run=json.dumps(run), **arrays)
 
 
 def seed_averaged(by_seed: dict[tuple[str, str, str], list[np.ndarray]], eval_settings) -> dict:
