@@ -89,22 +89,27 @@ def main() -> None:
     overrides = args.override or ["experiment=sequence"]
     seeds = [int(seed) for seed in args.seeds.split(",")]
 
-    members = {}
-    for seed in seeds:
-        common = [f"data={args.data}", f"paths.raw_zip={args.zip.resolve()}", "logging.enabled=false"]
-        run = [*common, "trainer.progress_bar=false", f"seed={seed}", *overrides]
-        kept = args.out / f"vectors_{configuration_digest(run)}_seed{seed}.npz"
-        if not kept.exists():
-            with tempfile.TemporaryDirectory() as scratch:
-                arrays = train_and_embed(run, Path(scratch))
-            partial = kept.with_suffix(".partial.npz")
-            np.savez(partial, **arrays)
-            partial.rename(kept)
-        members[seed] = dict(np.load(kept))
-        print(json.dumps({"seed": seed, "kept": kept.name, "best_epoch": int(members[seed]["best_epoch"])}))
+    members = {seed: kept_vectors(args, seed, overrides) for seed in seeds}
     if args.train_only:
         return
     report(args, seeds, members, overrides)
+
+
+def kept_vectors(args, seed: int, overrides: list[str]) -> dict[str, np.ndarray]:
+    """One seed's vectors from ``args.out``, trained (with ``args.data`` from ``args.zip``) and
+    kept there first when missing."""
+    common = [f"data={args.data}", f"paths.raw_zip={args.zip.resolve()}", "logging.enabled=false"]
+    run = [*common, "trainer.progress_bar=false", f"seed={seed}", *overrides]
+    kept = args.out / f"vectors_{configuration_digest(run)}_seed{seed}.npz"
+    if not kept.exists():
+        with tempfile.TemporaryDirectory() as scratch:
+            arrays = train_and_embed(run, Path(scratch))
+        partial = kept.with_suffix(".partial.npz")
+        np.savez(partial, **arrays)
+        partial.rename(kept)
+    vectors = dict(np.load(kept))
+    print(json.dumps({"seed": seed, "kept": kept.name, "best_epoch": int(vectors["best_epoch"])}), flush=True)
+    return vectors
 
 
 def report(args, seeds: list[int], members: dict, overrides: list[str]) -> None:

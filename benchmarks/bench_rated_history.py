@@ -12,7 +12,10 @@ earlier positives. Train the "id" column (the recipe, unpatched) with bench_towe
 itself into the same --out, then this one with --towers sequence (a separate --out per variant:
 the kept ranks' digest does not see the patch). ``PROTO_POSITIVES_ONLY=1``: the positives only, as
 today, each with its rating as an input; with ``PROTO_INPUT=gap PROTO_POSITIVE_LEVEL=0`` the input
-is the time since the previous movie of the history (8 buckets, 0 s to over a year) instead.
+is the time since the previous movie of the history (8 buckets, 0 s to over a year) instead;
+with ``PROTO_INPUT=request-time PROTO_POSITIVES_ONLY=1 PROTO_POSITIVE_LEVEL=0`` each position's
+input carries the quarter-year of the moment the tower is asked for the next movie (the next
+row's time; after the last row, the held-out movie's time, or the data's last for serving).
 A harness for a measurement, not product code: the variants lost on validation (docs/model.md,
 "Further ahead"), so nothing of it is in the library.
 """
@@ -44,7 +47,11 @@ from two_tower_recsys.training import fit as fit_module
 from two_tower_recsys.training import module as module_module
 from two_tower_recsys.training import sequences as sequences_module
 
-LEVELS = 11  # 0: no rating given
+REQUEST_TIME = os.environ.get("PROTO_INPUT") == "request-time"
+QUARTER_S = 91 * 86_400 + 6 * 3600  # a quarter of a year
+FIRST_QUARTER_TS = 788_918_400  # 1995-01-01, before MovieLens' first rating
+QUARTERS = 100  # 1995 to 2019; later requests share the last
+LEVELS = 1 + QUARTERS if REQUEST_TIME else 11  # 0: no rating given
 POSITIVE_LEVEL = int(os.environ.get("PROTO_POSITIVE_LEVEL", "8"))  # rating >= 4
 CACHE: dict = {}
 
@@ -85,6 +92,15 @@ def _rated_frame(dataset) -> pl.DataFrame:
     return frame
 
 
+def _with_request_time(frame: pl.DataFrame, last_request: pl.Expr) -> pl.DataFrame:
+    """Each row's level: the quarter of the *next* row's time (the moment the tower is asked what
+    comes next), the last row's ``last_request`` (the held-out movie's time, or now)."""
+    next_ts = pl.col("timestamp").shift(-1).over("user_idx").fill_null(last_request)
+    quarter = ((next_ts - FIRST_QUARTER_TS) // QUARTER_S).clip(0, QUARTERS - 1) + 1
+    frame = frame.with_columns(level=quarter.cast(pl.Int64))
+    return frame.with_columns(code=pl.col("item_idx") + CACHE["n_items"] * pl.col("level"))
+
+
 def _before(dataset, split: str) -> pl.DataFrame:
     """Ratings strictly before each user's ``split`` movie in (timestamp, movieId) order."""
     frame = _rated_frame(dataset)
@@ -96,11 +112,16 @@ def _before(dataset, split: str) -> pl.DataFrame:
     earlier = (pl.col("timestamp") < pl.col("held_ts")) | (
         (pl.col("timestamp") == pl.col("held_ts")) & (pl.col("item_idx") < pl.col("held_item"))
     )
-    return joined.filter(pl.col("held_ts").is_null() | earlier).sort("key")
+    before = joined.filter(pl.col("held_ts").is_null() | earlier).sort("key")
+    if REQUEST_TIME:
+        before = _with_request_time(before, pl.col("held_ts").fill_null(pl.col("timestamp").max()))
+    return before
 
 
 def rated_histories_for(dataset, split: str, max_length: int):
     frame = _rated_frame(dataset) if split == histories_module.SERVING else _before(dataset, split)
+    if REQUEST_TIME and split == histories_module.SERVING:  # asked now: the data's last moment
+        frame = _with_request_time(frame, pl.lit(frame.get_column("timestamp").max()))
     rows = frame.get_column("user_idx").to_numpy()
     codes = frame.get_column("code").to_numpy()
     return histories_module.most_recent(rows, codes, dataset.n_users, max_length)
