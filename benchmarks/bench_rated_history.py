@@ -15,7 +15,9 @@ today, each with its rating as an input; with ``PROTO_INPUT=gap PROTO_POSITIVE_L
 is the time since the previous movie of the history (8 buckets, 0 s to over a year) instead;
 with ``PROTO_INPUT=request-time PROTO_POSITIVES_ONLY=1 PROTO_POSITIVE_LEVEL=0`` each position's
 input carries the quarter-year of the moment the tower is asked for the next movie (the next
-row's time; after the last row, the held-out movie's time, or the data's last for serving).
+row's time; after the last row, the held-out movie's time, or the data's last for serving);
+``PROTO_ITEM_ERA=1`` adds to each movie's vector a learned vector of the quarter of its first
+training positive.
 A harness for a measurement, not product code: the variants lost on validation (docs/model.md,
 "Further ahead"), so nothing of it is in the library.
 """
@@ -38,6 +40,7 @@ import bench_tower_comparison
 
 from two_tower_recsys.data.movielens import read_movielens_zip
 from two_tower_recsys.models.components import sequence_tower as sequence_module
+from two_tower_recsys.models.components import towers as towers_module
 from two_tower_recsys.models.components import user_encoders
 from two_tower_recsys.pipelines import trained_scorers
 from two_tower_recsys.preprocessing import histories as histories_module
@@ -183,12 +186,41 @@ class RatedSequenceTower(sequence_module.SequenceTower):
         return self.output_norm(x)
 
 
+class EraIdTower(towers_module.IdEmbeddingTower):
+    """A movie's vector: its id's plus a learned vector of the quarter-year of its first training
+    positive (0: none), so that a request's quarter (on the user side) meets it in the dot product.
+    Histories still read the id table alone."""
+
+    def __init__(self, size: int, dim: int, **kwargs):
+        super().__init__(size, dim, **kwargs)
+        self.eras = nn.Embedding(1 + QUARTERS, dim)
+        nn.init.normal_(self.eras.weight, std=kwargs.get("init_std", 0.1))
+        self.register_buffer("era_of", torch.as_tensor(CACHE["era_of"]), persistent=False)
+
+    def forward(self, indices: torch.Tensor) -> torch.Tensor:
+        return self.embedding(indices) + self.eras(self.era_of[indices])
+
+    def embed_all(self, batch_size: int = 65_536) -> torch.Tensor:
+        return self(torch.arange(self.size, device=self.era_of.device))
+
+
+def _first_train_quarters(dataset) -> np.ndarray:
+    first = dataset.train.group_by("item_idx").agg(pl.col("timestamp").min())
+    quarter = ((first.get_column("timestamp").to_numpy() - FIRST_QUARTER_TS) // QUARTER_S).clip(
+        0, QUARTERS - 1
+    )
+    era = np.zeros(dataset.n_items, dtype=np.int64)
+    era[first.get_column("item_idx").to_numpy()] = quarter + 1
+    return era
+
+
 def patch() -> None:
     """Swap the library's history, window and tower pieces for the rated ones (this process only)."""
     original_sequence_training = sequences_module.sequence_training
 
     def sequence_training(dataset, model_cfg, trainer_cfg, seed):
         _rated_frame(dataset)
+        CACHE["era_of"] = _first_train_quarters(dataset)
         windows = rated_training_windows(dataset, model_cfg.max_history)
         positions = int((windows.lengths - 1).clamp(min=0).sum())
         positives = int(rated_target_counts(windows, dataset.n_items).sum())
@@ -202,6 +234,8 @@ def patch() -> None:
         return original_sequence_training(dataset, model_cfg, scaled, seed)
 
     fit_module.sequence_training = sequence_training  # the name as fit imported it
+    if os.environ.get("PROTO_ITEM_ERA"):  # the eras are read when the windows are built
+        module_module.build_tower = lambda kind, size, dim, **kwargs: EraIdTower(size, dim, **kwargs)
     sequences_module.histories_for = rated_histories_for
     trained_scorers.histories_for = rated_histories_for
     module_module.sequence_training_batch = rated_sequence_training_batch
