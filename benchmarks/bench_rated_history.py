@@ -245,6 +245,6 @@ def patch() -> None:
 
 if __name__ == "__main__":
     args = sys.argv[1:]
-    os.environ.setdefault("PROTO_ZIP", args[args.index("--zip") + 1])
+    os.environ.setdefault("PROTO_ZIP", str(Path(args[args.index("--zip") + 1]).resolve()))
     patch()
     bench_tower_comparison.main()
