@@ -12,7 +12,7 @@ releases): the "future items" leak of leave-last-out splits (Ji et al., "A Criti
 Data Leakage in Recommender System Offline Evaluation", TOIS 2023). Per model and seed this
 reports, for the users of a split:
 
-- the share of the top-50 (the user's history excluded, as the evaluator does) that are movies
+- the share of the top-50 (the user's history excluded: the evaluator's own top-K) that are movies
   whose first positive by anyone (train, validation or test) comes after the held-out movie's
   timestamp;
 - Recall@50 and NDCG@10 by the one evaluator, then with those movies left out of that user's
@@ -43,22 +43,20 @@ TOP_K = 50
 
 
 class AvailableMoviesScorer:
-    """A split's scores with every movie first loved after the user's held-out moment at -inf."""
+    """Another scorer's scores with every movie first loved after the user's held-out moment at -inf."""
 
-    def __init__(self, user_vectors: np.ndarray, item_vectors: np.ndarray, first_positive, moment):
-        self.user_vectors = torch.from_numpy(user_vectors)
-        self.item_vectors_t = torch.from_numpy(item_vectors).T.contiguous()
+    def __init__(self, scorer, first_positive: np.ndarray, moment: np.ndarray):
+        self.scorer = scorer
         self.first_positive = torch.from_numpy(first_positive)  # per movie
         self.moment = torch.from_numpy(moment)  # per user index: the held-out movie's timestamp
 
     @property
     def n_items(self) -> int:
-        return self.item_vectors_t.shape[1]
+        return self.scorer.n_items
 
     def score(self, users: torch.Tensor) -> torch.Tensor:
-        scores = self.user_vectors[users] @ self.item_vectors_t
         not_yet = self.first_positive.unsqueeze(0) > self.moment[users].unsqueeze(1)
-        return scores.masked_fill_(not_yet, -torch.inf)
+        return self.scorer.score(users).masked_fill_(not_yet, -torch.inf)
 
 
 def first_positive_times(dataset) -> np.ndarray:
@@ -90,19 +88,19 @@ def main() -> None:
     args.out, args.zip = args.out.resolve(), args.zip.resolve()
     args.out.mkdir(parents=True, exist_ok=True)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
-    models = dict(
-        (name, overrides.split(","))
-        for name, _, overrides in (
-            spec.partition("=")
-            for spec in args.model or ["sequence=experiment=sequence", "id=model.user_tower=id"]
-        )
-    )
+    specs = [
+        spec.partition("=")
+        for spec in args.model or ["sequence=experiment=sequence", "id=model.user_tower=id"]
+    ]
+    if malformed := [name for name, equals, overrides in specs if not (equals and overrides)]:
+        parser.error(f"--model {malformed[0]!r}: expected NAME=OVERRIDE[,OVERRIDE...]")
+    models = {name: overrides.split(",") for name, _, overrides in specs}
 
     from seed_average import seed_averaged_difference
 
     from two_tower_recsys.evaluation.bootstrap import BootstrapSettings
-    from two_tower_recsys.evaluation.metrics import summarize
-    from two_tower_recsys.pipelines.evaluation_suite import evaluate_split, evaluation_tasks
+    from two_tower_recsys.evaluation.evaluator import evaluate
+    from two_tower_recsys.pipelines.evaluation_suite import evaluation_tasks
     from two_tower_recsys.pipelines.hydra_edge import compose_settings
     from two_tower_recsys.preprocessing.prepare import prepare_dataset
     from two_tower_recsys.retrieval.scorers import EmbeddingScorer
@@ -125,24 +123,17 @@ def main() -> None:
             vectors = kept_vectors(args, seed, overrides)
             for split in SPLITS if args.read_test else ("val",):
                 task, moments = tasks[split], held_out_moments(dataset, split)
-                users, items = vectors[f"users_{split}"], vectors["items"]
-                result = evaluate_split(
-                    EmbeddingScorer(torch.from_numpy(users), torch.from_numpy(items)),
-                    task,
-                    eval_settings,
-                    progress=False,
-                    label=model,
+                scorer = EmbeddingScorer(
+                    torch.from_numpy(vectors[f"users_{split}"]), torch.from_numpy(vectors["items"])
                 )
-                available = evaluate_split(
-                    AvailableMoviesScorer(users, items, first_positive, moments),
-                    task,
-                    eval_settings,
-                    progress=False,
-                    label=f"{model} available",
+                ks = {"recall_ks": (50,), "ndcg_ks": (10,), "batch_size": eval_settings.batch_size}
+                result = evaluate(scorer, task, **ks, progress=False, top_k=TOP_K)
+                available = evaluate(
+                    AvailableMoviesScorer(scorer, first_positive, moments), task, **ks, progress=False
                 )
-                top = top_unseen(users, items, task)
-                not_yet = first_positive[top] > moments[task.users][:, None]
-                before, after = (summarize(r.ranks, [50], [10]) for r in (result, available))
+                top = result.top_items  # -1: no unseen movie left (counted as available)
+                not_yet = (top >= 0) & (first_positive[top] > moments[task.users][:, None])
+                before, after = result.metrics, available.metrics
                 print(
                     json.dumps(
                         {
@@ -176,15 +167,6 @@ def main() -> None:
                 ),
                 flush=True,
             )
-
-
-def top_unseen(users: np.ndarray, items: np.ndarray, task) -> np.ndarray:
-    """Each evaluated user's top-``TOP_K`` movies, their split's history excluded."""
-    from two_tower_recsys.retrieval.seen import mask_seen
-
-    evaluated = torch.from_numpy(task.users)
-    scores = mask_seen(torch.from_numpy(users)[evaluated] @ torch.from_numpy(items).T, evaluated, task.seen)
-    return scores.topk(TOP_K, dim=1).indices.numpy()
 
 
 if __name__ == "__main__":

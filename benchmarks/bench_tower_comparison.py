@@ -62,12 +62,14 @@ def train_and_rank(overrides: list[str], scratch: Path) -> tuple[dict[str, np.nd
     return ranks, masks, info | {"seconds": round(seconds, 1)}
 
 
-def rank_finished(settings) -> tuple[dict[str, np.ndarray], dict, dict]:
+def rank_finished(settings, manifest: dict | None = None) -> tuple[dict[str, np.ndarray], dict, dict]:
     """The best checkpoint in ``settings.paths.artifacts_dir`` rescored on validation and test."""
+    from two_tower_recsys.artifacts.store import verified_manifest
     from two_tower_recsys.pipelines.evaluation_suite import evaluate_on_splits, evaluation_tasks
     from two_tower_recsys.pipelines.trained_scorers import load_checkpoint_module, split_scorers
     from two_tower_recsys.preprocessing.prepare import prepare_dataset
 
+    manifest = manifest or verified_manifest(settings.paths.artifacts_dir)
     dataset = prepare_dataset(settings.data, settings.paths, progress=False)
     tasks = evaluation_tasks(dataset)
     module = load_checkpoint_module(settings.paths.artifacts_dir)
@@ -76,37 +78,37 @@ def rank_finished(settings) -> tuple[dict[str, np.ndarray], dict, dict]:
     )
     shared = shared_timestamp_users(dataset)
     masks = {split: shared[task.users] for split, task in tasks.items()}
-    manifest = json.loads((settings.paths.artifacts_dir / "manifest.json").read_text())
-    return (
-        {split: result.ranks for split, result in results.items()},
-        masks,
-        {"best_epoch": manifest["best_epoch"]},
-    )
+    ranks = {split: result.ranks for split, result in results.items()}
+    return ranks, masks, {"best_epoch": manifest["best_epoch"]}
 
 
 def rank_finished_run(overrides: list[str], artifacts_dir: Path, scratch: Path):
     """A run trained earlier (``two-tower train`` with ``overrides``) ranked from its artifacts,
-    refused when its manifest's data, model or trainer settings differ from ``overrides``'."""
+    refused when its manifest's data, model or trainer settings or seed differ from ``overrides``'."""
+    from two_tower_recsys.artifacts.store import verified_manifest
+    from two_tower_recsys.errors import ArtifactError
     from two_tower_recsys.pipelines.hydra_edge import compose_settings
 
+    try:
+        manifest = verified_manifest(artifacts_dir)
+    except ArtifactError as exc:
+        raise SystemExit(f"--finished: {exc}") from None
+    recorded = manifest["config"]
     with contextlib.chdir(scratch):
         settings = compose_settings([*overrides, f"paths.artifacts_dir={artifacts_dir}"])
-        recorded = json.loads((artifacts_dir / "manifest.json").read_text())["config"]
         for part in ("data", "model", "trainer"):
-            # paths and progress bars do not change what was trained
-            ignored = {"progress_bar"}
-            wanted = {
-                k: v
-                for k, v in json.loads(json.dumps(asdict(getattr(settings, part)), default=str)).items()
-                if k not in ignored
-            }
-            found = {k: v for k, v in recorded[part].items() if k not in ignored}
-            if wanted != found:
-                differing = sorted(k for k in wanted.keys() | found.keys() if wanted.get(k) != found.get(k))
+            # as the manifest stores them (JSON); a progress bar does not change what was trained
+            wanted = json.loads(json.dumps(asdict(getattr(settings, part)), default=str))
+            differing = sorted(
+                key
+                for key in wanted.keys() | recorded[part].keys()
+                if key != "progress_bar" and wanted.get(key) != recorded[part].get(key)
+            )
+            if differing:
                 raise SystemExit(f"{artifacts_dir} was trained with other {part} settings: {differing}")
         if recorded["seed"] != settings.seed:
             raise SystemExit(f"{artifacts_dir} was trained with seed {recorded['seed']}, not {settings.seed}")
-        return rank_finished(settings)
+        return rank_finished(settings, manifest)
 
 
 def shared_timestamp_users(dataset) -> np.ndarray:
