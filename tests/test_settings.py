@@ -183,14 +183,14 @@ def test_the_sequence_experiment_sets_the_recipe_and_keeps_later_overrides():
     )
     assert settings.trainer.max_epochs == 3 and settings.model.max_history == 100
     assert settings.trainer.batch_size == 256 and settings.trainer.ema_decay == 0.997
-    assert settings.model.label_smoothing == 0.1 and settings.model.hide_earlier_positives
+    assert settings.model.label_smoothing == 0.2 and settings.model.hide_earlier_positives
     assert compose_settings(["experiment=sequence"]).trainer.max_epochs == 40
     large_catalogue = readme_ml20m_sequence_commands()  # the README's ML-20M advice, each place it is
     assert len(large_catalogue) >= 2
     for overrides in large_catalogue:  # the recipe with mixed negatives, the two loss options kept
         model = compose_settings(overrides).model
         assert (model.user_tower, model.negatives, model.sampled_negatives) == ("sequence", "mixed", 2048)
-        assert model.label_smoothing == 0.1 and model.hide_earlier_positives
+        assert model.label_smoothing == 0.2 and model.hide_earlier_positives
     assert compose_settings().model.user_tower == "id"  # the default stays the ID tower
 
 
