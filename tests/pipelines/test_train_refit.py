@@ -6,6 +6,7 @@ import shutil
 
 import pytest
 import torch
+from mlflow.tracking import MlflowClient
 from support import TINY_SYNTHETIC, scratch_paths
 
 from two_tower_recsys.evaluation.report import format_table
@@ -18,10 +19,13 @@ pytestmark = pytest.mark.slow  # the whole train pipeline, twice
 REFIT = [
     *TINY_SYNTHETIC,
     "trainer.max_epochs=3",
-    "logging.enabled=false",
     "eval.bootstrap_resamples=50",
     "trainer.refit=true",
+    "logging.mlflow.registered_model_name=null",
 ]
+
+
+TRACKING = "sqlite:///mlflow.db"  # in the run's working directory
 
 
 def report_of(root):
@@ -40,7 +44,11 @@ def same_weights(first, second) -> bool:
 def refitted(tmp_path_factory):
     """The root of a finished run with trainer.refit=true (data, artifacts and run directory)."""
     root = tmp_path_factory.mktemp("refit")
-    train_pipeline.run(compose_settings([*REFIT, *scratch_paths(root)]))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(root)  # MLflow's artifacts of a sqlite store go below the working directory
+        train_pipeline.run(
+            compose_settings([*REFIT, *scratch_paths(root), f"logging.mlflow.tracking_uri={TRACKING}"])
+        )
     return root
 
 
@@ -98,7 +106,9 @@ def test_a_run_resumed_after_an_interrupted_refit_trains_the_refit_again_to_the_
     (run_dir / "run.json").write_text(json.dumps({**record, "finished": False}))
     shutil.copyfile(run_dir / "best.ckpt", run_dir / "refit/last.ckpt")  # trained on train only
 
-    train_pipeline.run(compose_settings([*REFIT, *scratch_paths(tmp_path), "trainer.resume=true"]))
+    train_pipeline.run(
+        compose_settings([*REFIT, *scratch_paths(tmp_path), "trainer.resume=true", "logging.enabled=false"])
+    )
 
     expected, report = report_of(refitted), report_of(tmp_path)
     for split in ("val", "test"):
@@ -108,3 +118,18 @@ def test_a_run_resumed_after_an_interrupted_refit_trains_the_refit_again_to_the_
         weights(tmp_path / "artifacts/model.ckpt"), weights(refitted / "artifacts/model.ckpt")
     )
     assert json.loads((run_dir / "run.json").read_text())["finished"]
+
+
+def test_mlflow_records_the_refit_and_only_the_selection_fits_learning_curve(refitted):
+    client = MlflowClient(tracking_uri=f"sqlite:///{refitted / 'mlflow.db'}")
+    (run,) = client.search_runs([client.get_experiment_by_name("two-tower-recsys").experiment_id])
+    report = report_of(refitted)
+    assert run.data.params["trainer.refit"] == "True"
+    assert run.data.metrics["two_tower_refit_epochs"] == report["refit"]["two_tower"]["epochs"]
+    assert run.data.metrics["test_two_tower_recall_at_50"] == pytest.approx(
+        report["test"]["two_tower"]["recall@50"]
+    )
+    # One point per epoch of the selection fit: the refit logs no curve of its own.
+    epochs = len(selection_history(refitted / "artifacts/run"))
+    assert len(client.get_metric_history(run.info.run_id, "val_recall_at_50")) == epochs
+    assert len(client.get_metric_history(run.info.run_id, "train_loss")) == epochs
