@@ -1,4 +1,5 @@
-"""Fit the two-tower model with Lightning: seeded, early-stopped and checkpointed on validation."""
+"""Fit the two-tower model with Lightning: seeded, early-stopped and checkpointed on validation, or
+(a refit on data that includes validation) trained for a fixed number of epochs."""
 
 from __future__ import annotations
 
@@ -47,10 +48,11 @@ warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and i
 
 @dataclass
 class FitResult:
-    module: TwoTowerModule  # with the best checkpoint's weights (on the global-zero process)
-    best_checkpoint: Path
-    best_epoch: int
-    history: list[EpochRecord]
+    # With the best checkpoint's weights, or a fixed-epochs fit's last (on the global-zero process).
+    module: TwoTowerModule
+    best_checkpoint: Path  # the weights kept: best.ckpt, or a fixed-epochs fit's last.ckpt
+    best_epoch: int  # the kept weights' epoch, counted from 0
+    history: list[EpochRecord]  # per-epoch validation (none in a fixed-epochs fit)
     is_global_zero: bool
 
 
