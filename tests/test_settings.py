@@ -55,6 +55,15 @@ def test_overrides_reach_the_typed_settings():
     assert settings.data.rating_threshold == 3.5
 
 
+def test_refit_is_off_by_default_and_the_readmes_refit_command_turns_it_on():
+    assert compose_settings().trainer.refit is False
+    readme = " ".join((Path(__file__).parents[1] / "README.md").read_text().split())
+    commands = re.findall(r"`two-tower train ([^`]*trainer\.refit=true[^`]*)`", readme)
+    assert commands
+    for command in commands:
+        assert compose_settings(command.split()).trainer.refit is True
+
+
 def test_added_unknown_key_is_an_error():
     with pytest.raises(ConfigError, match="^data.colour: Key 'colour' not in 'DataConfig'$"):
         compose_settings(["+data.colour=red"])

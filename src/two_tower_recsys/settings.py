@@ -302,6 +302,10 @@ class TrainerConfig:
     progress_bar: bool = True
     limit_train_batches: int | float | None = None
     resume: bool = False  # continue the interrupted run in <paths.artifacts_dir>/run/
+    # After choosing the epoch on validation, train a fresh model on train + validation for that
+    # many epochs and test and publish it: a model that never saw each user's newest positive loses
+    # on test. Validation figures stay the selection fit's; the baselines refit alike.
+    refit: bool = False
 
     def __post_init__(self) -> None:
         _require_choice("trainer.optimizer", self.optimizer, OPTIMIZERS)

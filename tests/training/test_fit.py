@@ -240,3 +240,48 @@ def test_each_epochs_metrics_reach_the_loggers_before_its_checkpoint(tiny, tmp_p
     assert [saved for _, saved in watching.arrivals] == [None, *range(epochs - 1)]
     steps = [step for step, _ in watching.arrivals]
     assert steps == sorted(steps) and len(set(steps)) == epochs  # one point per epoch, in order
+
+
+class _FinalWeights(L.Callback):
+    """Epochs trained, whether anything was validated, and the module's weights at the end of the
+    last epoch (raw) and once training ended (after the average's callback, listed first, copied
+    the average in)."""
+
+    def __init__(self):
+        self.epochs: list[int] = []
+        self.validated = False
+        self.raw: dict[str, torch.Tensor] = {}
+        self.final: dict[str, torch.Tensor] = {}
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        self.epochs.append(trainer.current_epoch)
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        self.validated |= any(name.startswith("val_") for name in trainer.callback_metrics)
+        self.raw = {name: tensor.clone() for name, tensor in pl_module.state_dict().items()}
+
+    def on_train_end(self, trainer, pl_module):
+        self.final = {name: tensor.clone() for name, tensor in pl_module.state_dict().items()}
+
+
+def test_a_fit_of_fixed_epochs_validates_nothing_and_keeps_its_last_averaged_weights(tiny, tmp_path):
+    """What trainer.refit trains: no validation, no early stopping, no best checkpoint."""
+    settings, dataset = tiny
+    watch = _FinalWeights()
+    fit = fit_two_tower(
+        dataset,
+        model_cfg=settings.model,
+        trainer_cfg=dataclasses.replace(settings.trainer, ema_decay=0.9),  # max_epochs=4
+        eval_cfg=settings.eval,
+        seed=0,
+        checkpoint_dir=tmp_path,
+        callbacks=[watch],
+        fixed_epochs=2,
+    )
+    assert watch.epochs == [0, 1] and not watch.validated and fit.history == []
+    assert fit.best_epoch == 1 and fit.best_checkpoint == tmp_path / "last.ckpt"
+    assert {path.name for path in tmp_path.iterdir()} == {"last.ckpt"}
+    kept = fit.module.state_dict()
+    assert kept.keys() == watch.final.keys()
+    assert all(torch.equal(kept[name], watch.final[name]) for name in kept)  # the average at the end
+    assert any(not torch.equal(kept[name], watch.raw[name]) for name in kept)  # not the raw weights

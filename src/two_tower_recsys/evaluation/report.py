@@ -6,8 +6,10 @@ Shape: ``{"dataset": {name, users, items, train_rows, val_rows, test_rows},
 "intervals": {"val": {"popularity": {"recall@50": [low, high], ...}, ...}, "test": {...}},
 "paired": {"val": {"two_tower-popularity": {"recall@50": {"diff": d, "ci95": [low, high]}}}, ...},
 "beyond_accuracy": {model: {"coverage@10": ..., ...}}, "segments": {model: {...}},
-"baselines": {model: {"parameter", "grid", "validation", "chosen", "fit_seconds"}}}``. The last
-three are per model (see :data:`MODEL_SECTIONS`).
+"baselines": {model: {"parameter", "grid", "validation", "chosen", "fit_seconds"}},
+"refit": {model: {"fitted_on": "train+val", "train_rows", "epochs" (two-tower only)}}}``. The
+last four are per model (see :data:`MODEL_SECTIONS`); ``"refit"`` names the models whose test
+figures come from a refit on train + validation (their validation figures do not).
 
 Models are added beside the ones already there as long as the dataset is the same; a different
 dataset starts a new file. A model's intervals are stored and replaced with its metrics. A paired
@@ -35,9 +37,10 @@ def dataset_summary(stats: dict[str, Any]) -> dict[str, Any]:
 
 
 # Sections keyed by model, replaced with its metrics: the test top-K lists' beyond-accuracy
-# metrics, results by segment, and a baseline's regularisation chosen on validation.
-BEYOND_ACCURACY, SEGMENTS, BASELINES = "beyond_accuracy", "segments", "baselines"
-MODEL_SECTIONS = (BEYOND_ACCURACY, SEGMENTS, BASELINES)
+# metrics, results by segment, a baseline's regularisation chosen on validation, and what a
+# model tested after a refit on train + validation was fitted on (trainer.refit).
+BEYOND_ACCURACY, SEGMENTS, BASELINES, REFIT = "beyond_accuracy", "segments", "baselines", "refit"
+MODEL_SECTIONS = (BEYOND_ACCURACY, SEGMENTS, BASELINES, REFIT)
 
 
 def record_models(
@@ -119,6 +122,7 @@ def format_table(report: dict[str, Any]) -> str:
     if not blocks:
         return "(no metrics)"
     blocks += _beyond_accuracy_block(report) + _segment_blocks(report) + _baselines_block(report)
+    blocks += _refit_block(report)
     settings = report.get("bootstrap")
     if settings and report.get("intervals"):
         blocks.append(
@@ -186,6 +190,17 @@ def _baselines_block(report: dict[str, Any]) -> list[str]:
         for model, entry in (report.get(BASELINES) or {}).items()
     ]
     return ["\n".join(lines)] if lines else []
+
+
+def _refit_block(report: dict[str, Any]) -> list[str]:
+    refits = report.get(REFIT) or {}
+    if not refits:
+        return []
+    described = [
+        f"{model} ({entry['epochs']} epochs)" if "epochs" in entry else model
+        for model, entry in refits.items()
+    ]
+    return [f"test after a refit on train + validation: {', '.join(described)}"]
 
 
 def _plain_cell(value: float | None) -> str:

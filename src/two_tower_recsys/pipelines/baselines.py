@@ -3,8 +3,10 @@
 Each is fitted on the train split and scored by the shared evaluator with each split's history
 excluded, like the two-tower. EASE's and ALS's regularisation is chosen on validation (the
 highest Recall@``trainer.monitor_k`` over the grid, the smaller value on a tie); test only ever
-sees the chosen one. EASE is skipped, with one log line, when its item-item matrices would not fit
-in ``eval.ease_max_memory_gb``.
+sees the chosen one. With ``trainer.refit`` the chosen value is fitted again on train + validation
+for test, as the two-tower is, so that paired differences on test stay fair (popularity reads each
+split's history already). EASE is skipped, with one log line, when its item-item matrices would not
+fit in ``eval.ease_max_memory_gb``.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+import scipy.sparse as sp
 
 from two_tower_recsys.evaluation.evaluator import EvaluationResult
 from two_tower_recsys.evaluation.metrics import recall_at_k
@@ -25,6 +29,7 @@ from two_tower_recsys.pipelines.evaluation_suite import (
     Tasks,
     evaluate_popularity,
     evaluate_split,
+    refit_record,
 )
 from two_tower_recsys.preprocessing.processed import ProcessedDataset
 from two_tower_recsys.preprocessing.split import TEST, VAL
@@ -41,6 +46,7 @@ GIB = 1 << 30
 class BaselineRun:
     results: dict[str, EvaluationResult]  # by split
     tuning: dict[str, Any] | None = None  # the grid, its validation scores and the chosen value
+    refit: dict[str, Any] | None = None  # what the test scorer was refitted on (trainer.refit)
 
 
 def evaluate_baselines(
@@ -87,7 +93,19 @@ def evaluate_ease(
         weights = ease_weights(gram, l2)  # fitted on train; each split's scores read its history
         return {split: EaseScorer(weights, histories[split]) for split in SPLITS_EVALUATED}
 
-    return tuned(EASE, "l2", settings.eval.ease_l2_grid, fit, tasks, settings, progress=progress)
+    def refit(l2: float) -> Scorer:  # test's history is train + validation: the refit's data
+        return EaseScorer(ease_weights(gram_matrix(histories[TEST]), l2), histories[TEST])
+
+    return tuned(
+        EASE,
+        "l2",
+        settings.eval.ease_l2_grid,
+        fit,
+        tasks,
+        settings,
+        progress=progress,
+        refit=refit if settings.trainer.refit else None,
+    )
 
 
 def evaluate_als(
@@ -96,19 +114,33 @@ def evaluate_als(
     train = interaction_matrix(dataset.train, dataset.n_users, dataset.n_items)
     eval_cfg = settings.eval
 
-    def fit(regularization: float) -> dict[str, Scorer]:
-        scorer = fit_als(
-            train,
+    def fitted(interactions: sp.csr_matrix, regularization: float) -> Scorer:
+        return fit_als(
+            interactions,
             factors=eval_cfg.als_factors,
             regularization=regularization,
             iterations=eval_cfg.als_iterations,
             alpha=eval_cfg.als_alpha,
             seed=settings.seed,
         )
-        return dict.fromkeys(SPLITS_EVALUATED, scorer)
+
+    def fit(regularization: float) -> dict[str, Scorer]:
+        return dict.fromkeys(SPLITS_EVALUATED, fitted(train, regularization))
+
+    def refit(regularization: float) -> Scorer:  # test's history is train + validation: the refit's data
+        return fitted(
+            interaction_matrix(tasks[TEST].history, dataset.n_users, dataset.n_items), regularization
+        )
 
     return tuned(
-        ALS, "regularization", eval_cfg.als_regularization_grid, fit, tasks, settings, progress=progress
+        ALS,
+        "regularization",
+        eval_cfg.als_regularization_grid,
+        fit,
+        tasks,
+        settings,
+        progress=progress,
+        refit=refit if settings.trainer.refit else None,
     )
 
 
@@ -121,10 +153,12 @@ def tuned(
     settings: AppConfig,
     *,
     progress: bool,
+    refit: Callable[[float], Scorer] | None = None,
 ) -> BaselineRun:
     """Fit every value of ``grid``, keep the best on validation, and evaluate only it on test.
 
     Only the best fit so far is kept, so memory holds at most two fitted models at once.
+    ``refit``: the chosen value's test scorer fitted on train + validation (``trainer.refit``).
     """
     selection_k = settings.trainer.monitor_k
     validation: dict[str, float] = {}
@@ -150,7 +184,12 @@ def tuned(
         del scorers  # the next fit must not find this one still referenced
     assert best is not None  # the grid is never empty (settings)
     chosen, _, scorers, val_result, fit_seconds = best
-    test_result = evaluate_split(scorers[TEST], tasks[TEST], settings.eval, progress=progress, label=name)
+    if refit is not None:
+        del best, scorers  # free the chosen fit before the refit builds its own
+        test_scorer = refit(chosen)
+    else:
+        test_scorer = scorers[TEST]
+    test_result = evaluate_split(test_scorer, tasks[TEST], settings.eval, progress=progress, label=name)
     tuning = {
         "parameter": parameter,
         "grid": list(grid),
@@ -159,4 +198,6 @@ def tuned(
         "chosen": chosen,
         "fit_seconds": fit_seconds,
     }
-    return BaselineRun({VAL: val_result, TEST: test_result}, tuning)
+    return BaselineRun(
+        {VAL: val_result, TEST: test_result}, tuning, refit_record(tasks) if refit is not None else None
+    )

@@ -10,16 +10,26 @@ describe its metrics).
 
 from __future__ import annotations
 
+import logging
+
 from two_tower_recsys.artifacts.store import load_index
 from two_tower_recsys.errors import ArtifactError
 from two_tower_recsys.evaluation.report import format_table
 from two_tower_recsys.pipelines.baselines import evaluate_baselines
 from two_tower_recsys.pipelines.evaluation_suite import evaluate_on_splits, evaluate_scorer, evaluation_tasks
 from two_tower_recsys.pipelines.hydra_edge import hydra_entry
-from two_tower_recsys.pipelines.model_report import results_of, write_comparison_plots, write_model_report
+from two_tower_recsys.pipelines.model_report import (
+    refit_records,
+    results_of,
+    tunings,
+    write_comparison_plots,
+    write_model_report,
+)
 from two_tower_recsys.pipelines.trained_scorers import load_checkpoint_module, split_scorers
 from two_tower_recsys.preprocessing.prepare import prepare_dataset
 from two_tower_recsys.settings import BASELINES, AppConfig
+
+log = logging.getLogger(__name__)
 
 
 def run(settings: AppConfig) -> None:
@@ -27,6 +37,7 @@ def run(settings: AppConfig) -> None:
     progress = settings.trainer.progress_bar
     tasks = evaluation_tasks(dataset)
     model = settings.model.name
+    refit = None
     if model in BASELINES:
         baselines = evaluate_baselines((model,), dataset, tasks, settings, progress=progress)
         results = results_of(baselines)
@@ -52,9 +63,24 @@ def run(settings: AppConfig) -> None:
             two_tower = evaluate_scorer(index.scorer(), tasks, settings.eval, progress=progress, label=model)
         baselines = evaluate_baselines(settings.eval.baselines, dataset, tasks, settings, progress=progress)
         results = {**results_of(baselines), model: two_tower}
-    tuning = {name: run.tuning for name, run in baselines.items()}
+        refit = index.manifest.get("refit")
+        if refit is not None:
+            log.warning(
+                "the index in %s was refitted on train + validation: its validation figures are not "
+                "a held-out measure (two-tower train reports the selection fit's), and its test "
+                "figures pair fairly only with baselines refitted alike (trainer.refit=true)",
+                settings.paths.artifacts_dir,
+            )
     reference = None if model in BASELINES else model
-    report, _ = write_model_report(dataset, tasks, results, settings, reference=reference, tuning=tuning)
+    report, _ = write_model_report(
+        dataset,
+        tasks,
+        results,
+        settings,
+        reference=reference,
+        tuning=tunings(baselines),
+        refits={**refit_records(baselines), model: refit},
+    )
     if reference is not None:
         write_comparison_plots(report, results, settings)
     print(format_table(report))

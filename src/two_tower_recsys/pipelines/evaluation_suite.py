@@ -6,6 +6,8 @@ pipeline builds them once with :func:`evaluation_tasks` and passes them to every
 
 from __future__ import annotations
 
+from typing import Any
+
 from two_tower_recsys.evaluation.bootstrap import BootstrapSettings, SplitBootstrap, bootstrap_metrics
 from two_tower_recsys.evaluation.evaluator import EvaluationResult, EvaluationTask, evaluate, evaluation_task
 from two_tower_recsys.models.popularity import fit_popularity
@@ -63,6 +65,12 @@ def evaluate_scorer(
     return evaluate_on_splits(
         dict.fromkeys(SPLITS_EVALUATED, scorer), tasks, eval_cfg, progress=progress, label=label
     )
+
+
+def refit_record(tasks: Tasks, **details: Any) -> dict[str, Any]:
+    """metrics.json's entry for a model whose test scorer was refitted on train + validation
+    (test's history, so its rows are what the refit trained on)."""
+    return {"fitted_on": "train+val", "train_rows": tasks[TEST].history.height, **details}
 
 
 def metrics_of(results: dict[str, EvaluationResult]) -> dict[str, dict[str, float]]:

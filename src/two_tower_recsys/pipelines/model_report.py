@@ -20,6 +20,7 @@ from two_tower_recsys.evaluation.report import (
     BASELINES,
     BEYOND_ACCURACY,
     METRICS_FILE,
+    REFIT,
     SEGMENTS,
     record_models,
 )
@@ -53,6 +54,14 @@ def results_of(baselines: dict[str, BaselineRun]) -> Results:
     return {name: run.results for name, run in baselines.items()}
 
 
+def tunings(baselines: dict[str, BaselineRun]) -> dict[str, dict[str, Any] | None]:
+    return {name: run.tuning for name, run in baselines.items()}
+
+
+def refit_records(baselines: dict[str, BaselineRun]) -> dict[str, dict[str, Any] | None]:
+    return {name: run.refit for name, run in baselines.items()}
+
+
 def write_model_report(
     dataset: ProcessedDataset,
     tasks: Tasks,
@@ -61,8 +70,12 @@ def write_model_report(
     *,
     reference: str | None = None,
     tuning: dict[str, dict[str, Any]] | None = None,
+    refits: dict[str, dict[str, Any] | None] | None = None,
 ) -> tuple[dict[str, Any], dict[str, SplitBootstrap]]:
-    """Record every model of this run in metrics.json; ``reference`` is paired with each other model."""
+    """Record every model of this run in metrics.json; ``reference`` is paired with each other model.
+
+    ``refits[model]``: what the model's test scorer was refitted on (``trainer.refit``), or None.
+    """
     others = [model for model in results_by_model if model != reference]
     pairs = tuple((reference, other) for other in others) if reference in results_by_model else ()
     bootstrap = bootstrap_on_splits(results_by_model, settings.eval, pairs)
@@ -74,6 +87,9 @@ def write_model_report(
         ),
         BASELINES: {model: entry for model, entry in (tuning or {}).items() if entry is not None},
     }
+    refitted = {model: entry for model, entry in (refits or {}).items() if entry is not None}
+    if refitted:  # without, no empty section: a model evaluated again without a refit loses its entry
+        sections[REFIT] = refitted
     if settings.eval.beyond_accuracy_ks:
         sections[BEYOND_ACCURACY] = {
             model: beyond_accuracy_metrics(

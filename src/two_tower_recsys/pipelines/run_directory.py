@@ -1,9 +1,11 @@
 """The run directory: what ``two-tower train trainer.resume=true`` continues from.
 
 ``<paths.artifacts_dir>/run/`` holds the current training run: ``last.ckpt`` (written after every
-epoch), ``best.ckpt`` (best validation Recall@K so far) and ``run.json`` (what the run trains on,
-its MLflow run, whether it finished). A fresh run empties it; a resume checks that the data, the
-model and everything else that shapes the trained weights are those the run started with.
+epoch), ``best.ckpt`` (best validation Recall@K so far), ``run.json`` (what the run trains on,
+its MLflow run, whether it finished) and, with ``trainer.refit``, ``refit/last.ckpt`` of the refit
+on train + validation (not resumed: a resumed run trains it again from its start). A fresh run
+empties the directory; a resume checks that the data, the model and everything else that shapes
+the trained weights are those the run started with.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from two_tower_recsys.utils.fileio import atomic_write_json, read_json
 
 log = logging.getLogger(__name__)
 
-RUN_DIR, RUN_FILE, LAST_CHECKPOINT = "run", "run.json", "last.ckpt"
+RUN_DIR, RUN_FILE, LAST_CHECKPOINT, REFIT_DIR = "run", "run.json", "last.ckpt", "refit"
 # Trainer settings a resumed run must share with the interrupted one (the others, such as
 # max_epochs, patience, devices or the progress bar, may change between the two).
 _SHAPING_TRAINER_KEYS = (

@@ -1,7 +1,8 @@
 """``two-tower train``: the whole job, from raw data to the served index.
 
 data (downloaded only if missing) -> preprocessing -> the baselines of ``eval.baselines`` ->
-two-tower training (Lightning, validated every epoch) -> test metrics of the best epoch ->
+two-tower training (Lightning, validated every epoch) -> test metrics of the best epoch (or, with
+``trainer.refit``, of a fresh model trained on train + validation for as many epochs) ->
 artifacts, plots, metrics.json, all logged to MLflow. ``model=popularity|ease|als`` evaluates that
 baseline alone and stops.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -25,7 +27,7 @@ from two_tower_recsys.artifacts.store import verified_manifest, write_index
 from two_tower_recsys.data.movielens import read_movielens_zip
 from two_tower_recsys.evaluation.bootstrap import SplitBootstrap
 from two_tower_recsys.evaluation.plots import plot_learning_curves
-from two_tower_recsys.evaluation.report import BASELINES, BEYOND_ACCURACY, METRICS_FILE, format_table
+from two_tower_recsys.evaluation.report import BASELINES, BEYOND_ACCURACY, METRICS_FILE, REFIT, format_table
 from two_tower_recsys.inference.answer_table_growth import previous_answer_table
 from two_tower_recsys.inference.packaging import (
     PACKAGED_INDEX,
@@ -43,15 +45,23 @@ from two_tower_recsys.pipelines.cold_start import (
     hold_out_movies,
     record_cold_start,
 )
-from two_tower_recsys.pipelines.evaluation_suite import Tasks, evaluate_on_splits, evaluation_tasks
+from two_tower_recsys.pipelines.evaluation_suite import (
+    Tasks,
+    evaluate_on_splits,
+    evaluation_tasks,
+    refit_record,
+)
 from two_tower_recsys.pipelines.hydra_edge import hydra_entry
 from two_tower_recsys.pipelines.model_report import (
     Results,
+    refit_records,
     results_of,
+    tunings,
     write_comparison_plots,
     write_model_report,
 )
 from two_tower_recsys.pipelines.run_directory import (
+    REFIT_DIR,
     RunStart,
     mark_finished,
     record_mlflow_run,
@@ -63,8 +73,8 @@ from two_tower_recsys.pipelines.trained_scorers import published_scorer, split_s
 from two_tower_recsys.preprocessing.prepare import prepare_dataset
 from two_tower_recsys.preprocessing.processed import ProcessedDataset
 from two_tower_recsys.preprocessing.rated import rated_pairs
-from two_tower_recsys.preprocessing.split import VAL
-from two_tower_recsys.retrieval.scorers import EmbeddingScorer
+from two_tower_recsys.preprocessing.split import TEST, VAL
+from two_tower_recsys.retrieval.scorers import EmbeddingScorer, Scorer
 from two_tower_recsys.settings import BASELINES as BASELINE_MODELS
 from two_tower_recsys.settings import AppConfig
 from two_tower_recsys.tracking.mlflow_tracking import TrainingRun, git_commit, resolve_tracking_target
@@ -90,7 +100,7 @@ def run(settings: AppConfig) -> None:
         dataset = cold.warm
     if rank_zero_only.rank != 0:
         # A DDP worker started by Lightning's launcher: it only trains.
-        fit_model(dataset, settings, None, RunStart(run_directory(settings), resume_point(settings)))
+        fit_and_refit(dataset, settings, None, RunStart(run_directory(settings), resume_point(settings)))
         return
     # Built once: the baselines, per-epoch validation and the final evaluation all use them.
     tasks = evaluation_tasks(dataset)
@@ -105,7 +115,12 @@ def run(settings: AppConfig) -> None:
     if baselines:  # eval.baselines=[] leaves nothing to report before training
         # Written before training, so a failed training still leaves the baselines' report.
         report, _ = write_model_report(
-            dataset, tasks, results_of(baselines), settings, tuning=tunings(baselines)
+            dataset,
+            tasks,
+            results_of(baselines),
+            settings,
+            tuning=tunings(baselines),
+            refits=refit_records(baselines),
         )
     if alone:
         print(format_table(report))
@@ -124,10 +139,6 @@ def run(settings: AppConfig) -> None:
     print(format_table(report))
     if COLD_START in report:
         print(f"\n{format_cold_start_table(report[COLD_START])}")
-
-
-def tunings(baselines: dict[str, BaselineRun]) -> dict[str, dict[str, Any] | None]:
-    return {name: run.tuning for name, run in baselines.items()}
 
 
 def start_tracking(settings: AppConfig, dataset: ProcessedDataset, run_start: RunStart) -> TrainingRun:
@@ -181,6 +192,54 @@ def fit_model(
     )
 
 
+def fit_and_refit(
+    dataset: ProcessedDataset,
+    settings: AppConfig,
+    tracking: TrainingRun | None,
+    run_start: RunStart,
+    tasks: Tasks | None = None,
+) -> tuple[FitResult, FitResult]:
+    """(the fit that chose the epoch on validation, the model to test and publish): the same fit,
+    or with ``trainer.refit`` a fresh one on train + validation."""
+    selection = fit_model(dataset, settings, tracking, run_start, tasks)
+    if not settings.trainer.refit:
+        return selection, selection
+    return selection, refit_model(dataset, settings, run_start.directory, selection)
+
+
+def refit_model(
+    dataset: ProcessedDataset, settings: AppConfig, run_dir: Path, selection: FitResult
+) -> FitResult:
+    """A fresh model (same seed) on train + validation positives, trained for the epochs the
+    selection fit needed to reach its best one and kept as it ends: validation cannot choose among
+    its epochs, since it trains on the validation movies. Not logged (the learning curves are the
+    selection fit's); its checkpoints go to their own directory, emptied first, so that a resumed
+    run trains it again whole."""
+    directory = run_dir / REFIT_DIR
+    if rank_zero_only.rank == 0:  # DDP workers train in it too, but only global zero writes there
+        shutil.rmtree(directory, ignore_errors=True)
+    epochs = refit_epochs(selection)
+    log.info("refitting on train + validation for %d epochs", epochs)
+    return fit_two_tower(
+        with_validation_in_train(dataset),
+        model_cfg=settings.model,
+        trainer_cfg=settings.trainer,
+        eval_cfg=settings.eval,
+        seed=settings.seed,
+        checkpoint_dir=directory,
+        fixed_epochs=epochs,
+    )
+
+
+def refit_epochs(selection: FitResult) -> int:
+    return selection.best_epoch + 1  # best_epoch counts from 0
+
+
+def with_validation_in_train(dataset: ProcessedDataset) -> ProcessedDataset:
+    """Validation's positives added to train; validation and test themselves unchanged."""
+    return dataclasses.replace(dataset, train=pl.concat([dataset.train, dataset.val]))
+
+
 def train_and_publish(
     dataset: ProcessedDataset,
     tasks: Tasks,
@@ -190,12 +249,13 @@ def train_and_publish(
     run_start: RunStart,
     cold: ColdStartSplit | None = None,
 ) -> dict[str, Any]:
-    fit = fit_model(dataset, settings, tracking, run_start, tasks)
-    scorer = published_scorer(fit.module, dataset)
-    manifest = publish_index(dataset, settings, fit, scorer)
+    fit, published = fit_and_refit(dataset, settings, tracking, run_start, tasks)
+    refit = refit_record(tasks, epochs=refit_epochs(fit)) if published is not fit else None
+    scorer = published_scorer(published.module, dataset)
+    manifest = publish_index(dataset, settings, published, scorer, refit)
     refresh_derived_artifacts(settings)
     two_tower = evaluate_on_splits(
-        split_scorers(fit.module, dataset),
+        two_tower_scorers(fit, published, dataset),
         tasks,
         settings.eval,
         progress=settings.trainer.progress_bar,
@@ -206,16 +266,35 @@ def train_and_publish(
     results = {**results_of(baselines), TWO_TOWER: two_tower}
     # Every model's ranks are in memory here: paired differences against the two-tower.
     report, bootstrap = write_model_report(
-        dataset, tasks, results, settings, reference=TWO_TOWER, tuning=tunings(baselines)
+        dataset,
+        tasks,
+        results,
+        settings,
+        reference=TWO_TOWER,
+        tuning=tunings(baselines),
+        refits={**refit_records(baselines), TWO_TOWER: refit},
     )
     if cold is not None:
-        report[COLD_START] = cold_start_report(cold, fit, scorer, settings)
+        report[COLD_START] = cold_start_report(cold, published, scorer, settings)
         record_cold_start(metrics_path, report[COLD_START])
     plots = [write_learning_curves(fit, settings), *write_comparison_plots(report, results, settings)]
     if tracking is not None:
         log_results(tracking, fit, results, bootstrap, report, [*plots, metrics_path])
         publish_to_mlflow(tracking, settings)
     return report
+
+
+def two_tower_scorers(
+    selection: FitResult, published: FitResult, dataset: ProcessedDataset
+) -> dict[str, Scorer]:
+    """Validation scores the selection fit (a refit trained on the validation movies), test the
+    published model."""
+    if published is selection:
+        return split_scorers(selection.module, dataset)
+    return {
+        VAL: split_scorers(selection.module, dataset)[VAL],
+        TEST: split_scorers(published.module, dataset)[TEST],
+    }
 
 
 def cold_start_report(
@@ -231,7 +310,11 @@ def cold_start_report(
 
 
 def publish_index(
-    dataset: ProcessedDataset, settings: AppConfig, fit: FitResult, scorer: EmbeddingScorer
+    dataset: ProcessedDataset,
+    settings: AppConfig,
+    fit: FitResult,
+    scorer: EmbeddingScorer,
+    refit: dict[str, Any] | None = None,
 ) -> dict:
     """The offline indexing stage: embeddings, lookups and filters that inference loads."""
     all_positives = pl.concat([dataset.train, dataset.val, dataset.test]).select("user_idx", "item_idx")
@@ -270,6 +353,7 @@ def publish_index(
             "config": _plain(dataclasses.asdict(settings)),
             "dataset": dataset.stats,
             "best_epoch": fit.best_epoch,
+            **({"refit": refit} if refit is not None else {}),
         },
     )
 
@@ -348,6 +432,9 @@ def log_results(
     for model, tuning in report.get(BASELINES, {}).items():
         if model in results_by_model:
             logged[f"{model}_chosen_{tuning['parameter']}"] = tuning["chosen"]
+    for model, refit in report.get(REFIT, {}).items():
+        if model in results_by_model and "epochs" in refit:
+            logged[f"{model}_refit_epochs"] = refit["epochs"]
     tracking.log_metrics(logged)
     for path in files:
         tracking.log_artifact(path)
