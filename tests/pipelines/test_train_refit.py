@@ -7,7 +7,7 @@ import shutil
 import pytest
 import torch
 from mlflow.tracking import MlflowClient
-from support import TINY_SYNTHETIC, scratch_paths
+from support import TINY_SYNTHETIC, run_cli, scratch_paths
 
 from two_tower_recsys.evaluation.report import format_table
 from two_tower_recsys.pipelines import train_pipeline
@@ -133,3 +133,35 @@ def test_mlflow_records_the_refit_and_only_the_selection_fits_learning_curve(ref
     epochs = len(selection_history(refitted / "artifacts/run"))
     assert len(client.get_metric_history(run.info.run_id, "val_recall_at_50")) == epochs
     assert len(client.get_metric_history(run.info.run_id, "train_loss")) == epochs
+
+
+def test_the_refit_runs_under_ddp_on_two_cpu_processes(tmp_path):
+    """Both fits under DDP (gloo): the worker process takes part in the refit too, else rank 0 would
+    wait for it forever; the refit's length and what is published are as in one process."""
+    result = run_cli(
+        [
+            "train",
+            *REFIT,
+            "trainer.strategy=ddp",
+            "trainer.devices=2",
+            f"logging.mlflow.tracking_uri={TRACKING}",
+        ],
+        tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "MEMBER: 2/2" in result.stderr, result.stderr[-3000:]  # a second process trained
+    run_dir = tmp_path / "artifacts/run"
+    history = selection_history(run_dir)
+    best = max(history, key=lambda record: record["metrics"]["recall@50"])
+    report = report_of(tmp_path)
+    epochs = best["epoch"] + 1
+    assert report["refit"]["two_tower"]["epochs"] == epochs
+    # Each process logs its own refit (the process group of the selection fit is reused).
+    assert result.stderr.count(f"refitting on train + validation for {epochs} epochs") == 2
+    assert result.stderr.count(f"trained {epochs} epochs without validation") == 2
+    refit = read_checkpoint(run_dir / "refit/last.ckpt")
+    assert refit["epoch"] == best["epoch"]
+    assert same_weights(weights(tmp_path / "artifacts/model.ckpt"), refit["state_dict"])
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    (run,) = client.search_runs([client.get_experiment_by_name("two-tower-recsys").experiment_id])
+    assert run.data.metrics["two_tower_refit_epochs"] == epochs
