@@ -402,6 +402,11 @@ class TuneConfig:
                 key = f"{section}.{name}"
                 if name not in hints:
                     raise ConfigError(f"tune.space.{key}: unknown key (no {name} in the {section} settings)")
+                if key == "trainer.refit":
+                    raise ConfigError(
+                        "tune.space.trainer.refit: not tunable (trials are judged on validation, which a "
+                        "refit trains on); pass trainer.refit=true and the written experiment refits"
+                    )
                 dimension = settings_from_mapping(SearchDimension, spec or {}, where=f"tune.space.{key}")
                 _check_dimension(f"tune.space.{key}", dimension, hints[name])
                 dimensions[key] = dimension

@@ -105,6 +105,20 @@ def test_a_three_trial_study_logs_nested_runs_prunes_and_writes_a_usable_experim
     assert manifest["config"]["trainer"]["lr"] == study.best_params["trainer.lr"]
 
 
+@pytest.mark.slow
+def test_trials_never_refit_and_the_written_experiment_refits_when_asked(tmp_path, monkeypatch, caplog):
+    monkeypatch.chdir(tmp_path)
+    study = [*STUDY, "tune.n_trials=1", "trainer.refit=true", "logging.enabled=false"]
+    with caplog.at_level("INFO"):
+        path = tune_pipeline.run(compose_settings(study))
+    assert not any("refitting" in record.getMessage() for record in caplog.records)
+    assert yaml.safe_load(path.read_text()) == {"trainer": {"lr": 0.02, "refit": True}}
+    settings = compose_settings(
+        [*TINY_SYNTHETIC, f"hydra.searchpath=[file://{path.parent.parent}]", f"experiment={path.stem}"]
+    )
+    assert settings.trainer.refit and settings.trainer.lr == 0.02
+
+
 def test_the_sequence_preset_tunes_the_sequence_recipe():
     settings = compose_settings(["hparams_search=sequence"])
     assert settings.model.user_tower == "sequence"  # experiment=sequence comes with it
@@ -132,6 +146,7 @@ def test_the_sequence_preset_tunes_the_sequence_recipe():
         ("tune.space.trainer.lr.low=0", "tune.space.trainer.lr: a log range needs a positive low"),
         ("+tune.space.data.name.choices=[a]", "tune.space.data: only model and trainer settings"),
         ("+tune.space.model.dropout.choices=[0.1]", "tune.space.model.dropout: give either choices or low"),
+        ("+tune.space.trainer.refit.choices=[true,false]", "tune.space.trainer.refit: not tunable"),
     ],
 )
 def test_a_bad_search_space_is_refused_while_composing(override, message):

@@ -291,9 +291,14 @@ def start_study_run(
 
 
 def experiment_yaml(
-    best: optuna.trial.FrozenTrial, base_experiment: str | None, monitor: str, seeds: Sequence[int]
+    best: optuna.trial.FrozenTrial,
+    base_experiment: str | None,
+    monitor: str,
+    seeds: Sequence[int],
+    refit: bool = False,
 ) -> str:
-    """The best trial as an experiment file: the experiment the study started from, then the tuned keys."""
+    """The best trial as an experiment file: the experiment the study started from, then the tuned
+    keys; with ``refit`` (``trainer.refit=true`` given to tune) also ``trainer.refit: true``."""
     nested: dict[str, dict[str, Any]] = {}
     for key, value in best.params.items():
         section, name = key.split(".", 1)
@@ -304,6 +309,10 @@ def experiment_yaml(
         f"# over seeds {list(seeds)} (validation split).",
         "# The tuned keys only; every other key is the experiment's below, or its default.",
     ]
+    if refit:
+        # The trials never refit: each is judged on validation, which a refit would train on.
+        nested.setdefault("trainer", {})["refit"] = True
+        header.append("# trainer.refit as asked: the trials chose on validation, training with it refits.")
     body = {"defaults": [base_experiment, "_self_"]} if base_experiment is not None else {}
     body.update(nested)
     return "\n".join(header) + "\n" + yaml.safe_dump(body, sort_keys=False, default_flow_style=False)
@@ -338,6 +347,10 @@ def run(settings: AppConfig, base_experiment: str | None = None, data_overrides:
             "the file names its experiment as its base"
         )
     check_space(settings, dimensions)
+    if settings.trainer.refit:
+        log.info(
+            "trainer.refit: the trials choose on validation and never refit; the written experiment refits"
+        )
     optuna.logging.disable_default_handler()  # trial results go through our log, on stderr
     optuna.logging.enable_propagation()
     dataset = prepare_dataset(
@@ -369,7 +382,9 @@ def run(settings: AppConfig, base_experiment: str | None = None, data_overrides:
     best = study.best_trial
     monitor = monitored_metric(settings.trainer)
     path = experiment_path(settings)
-    atomic_write_text(path, experiment_yaml(best, base_experiment, monitor, tune.seeds))
+    atomic_write_text(
+        path, experiment_yaml(best, base_experiment, monitor, tune.seeds, refit=settings.trainer.refit)
+    )
     if target is not None and parent_run_id is not None:
         parent = TrainingRun(target, settings.logging.mlflow.experiment_name, resume_run_id=parent_run_id)
         parent.log_metrics({f"best_{monitor}": best.value})
