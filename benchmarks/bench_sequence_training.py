@@ -6,6 +6,7 @@
         [--sampled-negatives 2048]                          # the pool of --negatives mixed
         [--accelerator cpu] [--processed-dir DIR] [--compile]
         [--devices 2]                                       # DDP on CPU processes (gloo)
+        [--n-blocks 2]                                      # the tower's transformer blocks
 
 One epoch through the real LightningModule, sequence loader and Trainer, in a fresh process
 (validation off: bench_evaluation.py times evaluation). Reported: epoch wall time, target
@@ -79,6 +80,7 @@ def child(zip_path: Path, processed_dir: Path, args: argparse.Namespace) -> None
         sampled_negatives=args.sampled_negatives,
         l2_reg=0.0,
         max_history=args.max_history,
+        n_blocks=args.n_blocks,
         label_smoothing=args.label_smoothing,
         hide_earlier_positives=args.hide_earlier_positives,
     )
@@ -170,6 +172,7 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true", help="torch.compile the user tower's encoder")
     parser.add_argument("--accelerator", default="cpu", help="Lightning accelerator (cpu, gpu, ...)")
     parser.add_argument("--devices", type=int, default=1, help="DDP on this many CPU processes")
+    parser.add_argument("--n-blocks", type=int, default=2, help="transformer blocks of the user tower")
     parser.add_argument("--processed-dir", type=Path, default=None, help="default: a temporary folder")
     parser.add_argument("--child", nargs=2, metavar=("ZIP", "PROCESSED"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -185,7 +188,7 @@ def main() -> None:
         options += ["--label-smoothing", str(args.label_smoothing)]
         options += ["--hide-earlier-positives"] if args.hide_earlier_positives else []
         options += [] if args.accelerator == "cpu" else ["--accelerator", args.accelerator]
-        options += ["--devices", str(args.devices)]
+        options += ["--devices", str(args.devices), "--n-blocks", str(args.n_blocks)]
         run = run_isolated(Path(__file__), [str(zip_path), processed_dir, *options])
         if args.accelerator != "cpu":
             print(json.dumps(run), flush=True)
@@ -195,6 +198,7 @@ def main() -> None:
             f"batch {args.batch_size:5d} smoothing {args.label_smoothing} hide "
             f"{args.hide_earlier_positives!s:5s}{' compiled' if args.compile else ''} "
             f"{f'ddp x{args.devices} ' if args.devices > 1 else ''}"
+            f"{f'{args.n_blocks} blocks ' if args.n_blocks != 2 else ''}"
             f"epoch {run['epoch_s']:7.1f} s "
             f"({run['epoch_cpu_s']:.1f} CPU s)  {run['targets_per_s']:9.0f} "
             f"targets/s  {run['batches']} batches  peak RSS {run['peak_rss_mb']:.0f} MB"

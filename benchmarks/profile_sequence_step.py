@@ -2,7 +2,7 @@
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/profile_sequence_step.py [--zip PATH]
         [--batch-size 256] [--negatives mixed] [--sampled-negatives 2048] [--max-history 100]
-        [--batches 300] [--rounds 2] [--processed-dir DIR]
+        [--n-blocks 2] [--batches 300] [--rounds 2] [--processed-dir DIR]
 
 The recipe's module and loader (label smoothing 0.2, earlier positives hidden, AdamW), on the
 ML-20M-shaped synthetic data. One sample of ``--batches`` batches is trained through, step by
@@ -95,6 +95,7 @@ def main() -> None:
     parser.add_argument("--negatives", default="mixed", choices=["full", "mixed"])
     parser.add_argument("--sampled-negatives", type=int, default=2048)
     parser.add_argument("--max-history", type=int, default=100)
+    parser.add_argument("--n-blocks", type=int, default=2, help="transformer blocks of the user tower")
     parser.add_argument("--batches", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
@@ -120,6 +121,7 @@ def main() -> None:
         sampled_negatives=args.sampled_negatives,
         l2_reg=0.0,
         max_history=args.max_history,
+        n_blocks=args.n_blocks,
         label_smoothing=0.2,
         hide_earlier_positives=True,
     )
@@ -152,7 +154,10 @@ def main() -> None:
         )
     for name, runs in passes.items():
         medians = {key: round(statistics.median(run[key] for run in runs), 3) for key in runs[0]}
-        print(json.dumps({"batches": name, "threads": torch.get_num_threads(), **medians}), flush=True)
+        shape = {"n_blocks": args.n_blocks, "max_history": args.max_history}
+        print(
+            json.dumps({"batches": name, "threads": torch.get_num_threads(), **shape, **medians}), flush=True
+        )
     ratios = [
         loader["s_per_2m_targets"] / ordered["s_per_2m_targets"]
         for loader, ordered in zip(passes["loader"], passes["length_sorted"], strict=True)
