@@ -35,6 +35,7 @@ from common import (
     ensure_ml20m_shaped_zip,
     peak_rss_mb,
     run_isolated,
+    sequence_recipe_settings,
     trainer_device_kwargs,
 )
 
@@ -65,7 +66,7 @@ def child(zip_path: Path, processed_dir: Path, args: argparse.Namespace) -> None
     import lightning as L
 
     from two_tower_recsys.preprocessing.prepare import prepare_dataset
-    from two_tower_recsys.settings import DataConfig, ModelConfig, PathsConfig, TrainerConfig
+    from two_tower_recsys.settings import DataConfig, PathsConfig
     from two_tower_recsys.training.module import TwoTowerModule
     from two_tower_recsys.training.sequences import sequence_training
     from two_tower_recsys.utils.allocator import keep_freed_memory_for_reuse
@@ -74,23 +75,15 @@ def child(zip_path: Path, processed_dir: Path, args: argparse.Namespace) -> None
     dataset = prepare_dataset(
         DataConfig(name="custom"), PathsConfig(raw_zip=zip_path, processed_dir=processed_dir), progress=False
     )
-    model_cfg = ModelConfig(
-        user_tower="sequence",
+    model_cfg, trainer_cfg = sequence_recipe_settings(
         negatives=args.negatives,
         sampled_negatives=args.sampled_negatives,
-        l2_reg=0.0,
         max_history=args.max_history,
         n_blocks=args.n_blocks,
         label_smoothing=args.label_smoothing,
         hide_earlier_positives=args.hide_earlier_positives,
-    )
-    trainer_cfg = TrainerConfig(
-        optimizer="adamw",
-        weight_decay=0.1,
-        lr=0.005,
         batch_size=args.batch_size,
-        max_interactions=args.targets,
-        max_epochs=1,
+        max_targets=args.targets,
     )
     sequences = sequence_training(dataset, model_cfg, trainer_cfg, seed=0)
     module = TwoTowerModule.from_settings(

@@ -53,6 +53,42 @@ def median_summary(runs: list[dict], keys: list[str]) -> dict[str, float]:
     return {key: statistics.median(run[key] for run in runs) for key in keys}
 
 
+def sequence_recipe_settings(
+    *,
+    negatives: str,
+    sampled_negatives: int,
+    max_history: int,
+    n_blocks: int,
+    label_smoothing: float,
+    hide_earlier_positives: bool,
+    batch_size: int,
+    max_targets: int,
+):
+    """(ModelConfig, TrainerConfig) of the sequence recipe's optimizer with these loss and shape
+    settings, for one epoch of at most ``max_targets`` target positions."""
+    from two_tower_recsys.settings import ModelConfig, TrainerConfig
+
+    model_cfg = ModelConfig(
+        user_tower="sequence",
+        negatives=negatives,
+        sampled_negatives=sampled_negatives,
+        l2_reg=0.0,
+        max_history=max_history,
+        n_blocks=n_blocks,
+        label_smoothing=label_smoothing,
+        hide_earlier_positives=hide_earlier_positives,
+    )
+    trainer_cfg = TrainerConfig(
+        optimizer="adamw",
+        weight_decay=0.1,
+        lr=0.005,
+        batch_size=batch_size,
+        max_interactions=max_targets,
+        max_epochs=1,
+    )
+    return model_cfg, trainer_cfg
+
+
 def trainer_device_kwargs(accelerator: str) -> dict:
     """``L.Trainer`` keywords for ``--accelerator``: exactly the old ``accelerator="cpu"`` on the CPU."""
     return {"accelerator": "cpu"} if accelerator == "cpu" else {"accelerator": accelerator, "devices": 1}

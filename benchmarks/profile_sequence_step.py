@@ -28,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import ensure_ml20m_shaped_zip
+from common import ensure_ml20m_shaped_zip, sequence_recipe_settings
 
 WARMUP_STEPS = 10
 SORTED_CHUNK_BATCHES = 64
@@ -103,7 +103,7 @@ def main() -> None:
     import torch
 
     from two_tower_recsys.preprocessing.prepare import prepare_dataset
-    from two_tower_recsys.settings import DataConfig, ModelConfig, PathsConfig, TrainerConfig
+    from two_tower_recsys.settings import DataConfig, PathsConfig
     from two_tower_recsys.training.module import TwoTowerModule
     from two_tower_recsys.training.sequences import sequence_training
     from two_tower_recsys.utils.allocator import keep_freed_memory_for_reuse
@@ -115,23 +115,15 @@ def main() -> None:
     dataset = prepare_dataset(
         DataConfig(name="custom"), PathsConfig(raw_zip=zip_path, processed_dir=processed), progress=False
     )
-    model_cfg = ModelConfig(
-        user_tower="sequence",
+    model_cfg, trainer_cfg = sequence_recipe_settings(
         negatives=args.negatives,
         sampled_negatives=args.sampled_negatives,
-        l2_reg=0.0,
         max_history=args.max_history,
         n_blocks=args.n_blocks,
         label_smoothing=0.2,
         hide_earlier_positives=True,
-    )
-    trainer_cfg = TrainerConfig(
-        optimizer="adamw",
-        weight_decay=0.1,
-        lr=0.005,
         batch_size=args.batch_size,
-        max_interactions=args.batches * args.batch_size,
-        max_epochs=1,
+        max_targets=args.batches * args.batch_size,
     )
     sequences = sequence_training(dataset, model_cfg, trainer_cfg, seed=0)
     module = TwoTowerModule.from_settings(
