@@ -198,7 +198,7 @@ def test_the_sequence_experiment_sets_the_recipe_and_keeps_later_overrides():
     assert len(large_catalogue) >= 2
     for overrides in large_catalogue:  # the recipe with mixed negatives, the two loss options kept
         model = compose_settings(overrides).model
-        assert (model.user_tower, model.negatives, model.sampled_negatives) == ("sequence", "mixed", 2048)
+        assert (model.user_tower, model.negatives, model.sampled_negatives) == ("sequence", "mixed", 4096)
         assert model.label_smoothing == 0.2 and model.hide_earlier_positives
     assert compose_settings().model.user_tower == "id"  # the default stays the ID tower
 
