@@ -226,6 +226,61 @@ def test_mixed_softmax_loss_and_gradients_match_autograd_on_the_definition(
         assert torch.allclose(mine, theirs, rtol=1e-10, atol=1e-12)
 
 
+def test_mixed_softmax_at_the_ml20m_shape_with_the_default_pool_matches_autograd():
+    """The shape the README's ML-20M advice trains at: 27,278 movies with a popularity skew, the
+    recipe's batch of 256, the default pool drawn and corrected by ``MixedNegatives`` as the
+    training step does, label smoothing 0.2 over 1 / expected draws, 20 earlier positives hidden
+    per row. float64, so only the order of sums differs from the definition."""
+    from loss_reference import shared_candidates_not_offered
+
+    from two_tower_recsys.settings import ModelConfig
+    from two_tower_recsys.training.losses import mixed_softmax_loss
+    from two_tower_recsys.training.negatives import MixedNegatives
+
+    n_movies, batch, pool = 27_278, 256, ModelConfig().sampled_negatives
+    generator = torch.Generator().manual_seed(7)
+    counts = (1e5 / torch.arange(1, n_movies + 1, dtype=torch.float64)).floor()  # Zipf: repeats
+    target_probability = counts / counts.sum()
+    targets = torch.multinomial(target_probability, batch, replacement=True, generator=generator)
+    negatives = MixedNegatives(counts, pool_size=pool, seed=0)
+    candidates = torch.cat([targets, negatives.draw(step=0)])
+    log_expected = negatives.log_expected_draws(candidates, target_probability.log().float(), batch).double()
+    earlier = torch.multinomial(target_probability, 20 * batch, replacement=True, generator=generator)
+    hidden = {(row, int(m)) for row, m in zip(torch.arange(batch).repeat_interleave(20).tolist(), earlier)}
+    hidden = {(row, movie) for row, movie in hidden if movie != int(targets[row])}
+    rows, movies = (torch.tensor(column) for column in zip(*sorted(hidden), strict=True))
+    not_offered = shared_candidates_not_offered(candidates, batch, hidden)
+    pool_hits = {(r, c) for r, c in not_offered if c >= batch and candidates[c] == targets[r]}
+    assert pool_hits and len(not_offered) > len(pool_hits)  # accidental hits and hidden movies in the pool
+    users = torch.randn(batch, 64, generator=generator, dtype=torch.float64) * 0.3
+    candidate_emb = torch.randn(batch + pool, 64, generator=generator, dtype=torch.float64) * 0.3
+    weights = torch.exp(-log_expected)
+
+    ours = gradients(
+        lambda u, c: mixed_softmax_loss(
+            u,
+            c,
+            candidates,
+            temperature=1.0,
+            label_smoothing=0.2,
+            log_q=log_expected,
+            hidden=(rows, movies),
+            smoothing_weights=weights,
+        ),
+        users,
+        candidate_emb,
+    )
+
+    def definition(u, c):
+        logits = u @ c.T - log_expected.unsqueeze(0)
+        return candidate_cross_entropy(logits, torch.arange(batch), not_offered, 0.2, weights)
+
+    reference = gradients(definition, users, candidate_emb)
+    assert float(ours[0]) == pytest.approx(float(reference[0]), rel=1e-10)
+    for mine, theirs in zip(ours[1], reference[1], strict=True):
+        assert torch.allclose(mine, theirs, rtol=1e-8, atol=1e-12)
+
+
 def test_mixed_softmax_without_a_pool_is_the_in_batch_loss():
     from two_tower_recsys.training.losses import mixed_softmax_loss
 
