@@ -246,8 +246,7 @@ def test_mixed_softmax_at_the_ml20m_shape_with_the_default_pool_matches_autograd
     candidates = torch.cat([targets, negatives.draw(step=0)])
     log_expected = negatives.log_expected_draws(candidates, target_probability.log().float(), batch).double()
     earlier = torch.multinomial(target_probability, 20 * batch, replacement=True, generator=generator)
-    hidden = {(row, int(m)) for row, m in zip(torch.arange(batch).repeat_interleave(20).tolist(), earlier)}
-    hidden = {(row, movie) for row, movie in hidden if movie != int(targets[row])}
+    hidden = {(i // 20, movie) for i, movie in enumerate(earlier.tolist()) if movie != int(targets[i // 20])}
     rows, movies = (torch.tensor(column) for column in zip(*sorted(hidden), strict=True))
     not_offered = shared_candidates_not_offered(candidates, batch, hidden)
     pool_hits = {(r, c) for r, c in not_offered if c >= batch and candidates[c] == targets[r]}
