@@ -179,8 +179,6 @@ def test_mixed_softmax_loss_and_gradients_match_autograd_on_the_definition(
 ):
     from loss_reference import shared_candidates_not_offered
 
-    from two_tower_recsys.training.losses import mixed_softmax_loss
-
     generator = torch.Generator().manual_seed(4)
     batch, pool, n_movies = 12, 15, 10  # few movies: repeats within the batch, the pool and across
     targets = torch.tensor([0, 3, 3, 7, 9, 2, 5, 5, 9, 1, 3, 8])
@@ -198,43 +196,28 @@ def test_mixed_softmax_loss_and_gradients_match_autograd_on_the_definition(
     accidental_hits_in_pool = {(r, c) for r, c in not_offered if c >= batch and candidates[c] == targets[r]}
     assert accidental_hits_in_pool and len(not_offered) > len(accidental_hits_in_pool)  # the cases are there
 
-    ours = gradients(
-        lambda u, c: mixed_softmax_loss(
-            u,
-            c,
-            candidates,
-            temperature=0.5,
-            label_smoothing=label_smoothing,
-            log_q=log_q,
-            hidden=(rows, movies),
-            smoothing_weights=weights,
-        ),
+    assert_mixed_loss_matches_the_definition(
         users,
         candidate_emb,
+        candidates,
+        (rows, movies),
+        not_offered,
+        label_smoothing,
+        log_q,
+        weights,
+        1e-12,
+        1e-10,
     )
-
-    def definition(u, c):
-        logits = u @ c.T / 0.5
-        if log_q is not None:
-            logits = logits - log_q.unsqueeze(0)
-        return candidate_cross_entropy(logits, torch.arange(batch), not_offered, label_smoothing, weights)
-
-    reference = gradients(definition, users, candidate_emb)
-    # float64 throughout: only summation order differs
-    assert float(ours[0]) == pytest.approx(float(reference[0]), rel=1e-12)
-    for mine, theirs in zip(ours[1], reference[1], strict=True):
-        assert torch.allclose(mine, theirs, rtol=1e-10, atol=1e-12)
 
 
 def test_mixed_softmax_at_the_ml20m_shape_with_the_default_pool_matches_autograd():
     """The shape the README's ML-20M advice trains at: 27,278 movies with a popularity skew, the
     recipe's batch of 256, the default pool drawn and corrected by ``MixedNegatives`` as the
     training step does, label smoothing 0.2 over 1 / expected draws, 20 earlier positives hidden
-    per row. float64, so only the order of sums differs from the definition."""
+    per row."""
     from loss_reference import shared_candidates_not_offered
 
     from two_tower_recsys.settings import ModelConfig
-    from two_tower_recsys.training.losses import mixed_softmax_loss
     from two_tower_recsys.training.negatives import MixedNegatives
 
     n_movies, batch, pool = 27_278, 256, ModelConfig().sampled_negatives
@@ -255,29 +238,49 @@ def test_mixed_softmax_at_the_ml20m_shape_with_the_default_pool_matches_autograd
     candidate_emb = torch.randn(batch + pool, 64, generator=generator, dtype=torch.float64) * 0.3
     weights = torch.exp(-log_expected)
 
-    ours = gradients(
-        lambda u, c: mixed_softmax_loss(
+    assert_mixed_loss_matches_the_definition(
+        users, candidate_emb, candidates, (rows, movies), not_offered, 0.2, log_expected, weights, 1e-10, 1e-8
+    )
+
+
+def assert_mixed_loss_matches_the_definition(
+    users,
+    candidate_emb,
+    candidates,
+    hidden,
+    not_offered,
+    label_smoothing,
+    log_q,
+    weights,
+    loss_rel,
+    gradient_rtol,
+):
+    """Loss and both gradients of ``mixed_softmax_loss`` (temperature 0.5) against autograd on
+    the definition: float64 throughout, so only the order of sums differs."""
+    from two_tower_recsys.training.losses import mixed_softmax_loss
+
+    def ours(u, c):
+        return mixed_softmax_loss(
             u,
             c,
             candidates,
-            temperature=1.0,
-            label_smoothing=0.2,
-            log_q=log_expected,
-            hidden=(rows, movies),
+            temperature=0.5,
+            label_smoothing=label_smoothing,
+            log_q=log_q,
+            hidden=hidden,
             smoothing_weights=weights,
-        ),
-        users,
-        candidate_emb,
-    )
+        )
 
     def definition(u, c):
-        logits = u @ c.T - log_expected.unsqueeze(0)
-        return candidate_cross_entropy(logits, torch.arange(batch), not_offered, 0.2, weights)
+        logits = u @ c.T / 0.5
+        if log_q is not None:
+            logits = logits - log_q.unsqueeze(0)
+        return candidate_cross_entropy(logits, torch.arange(len(u)), not_offered, label_smoothing, weights)
 
-    reference = gradients(definition, users, candidate_emb)
-    assert float(ours[0]) == pytest.approx(float(reference[0]), rel=1e-10)
-    for mine, theirs in zip(ours[1], reference[1], strict=True):
-        assert torch.allclose(mine, theirs, rtol=1e-8, atol=1e-12)
+    mine, reference = gradients(ours, users, candidate_emb), gradients(definition, users, candidate_emb)
+    assert float(mine[0]) == pytest.approx(float(reference[0]), rel=loss_rel)
+    for got, expected in zip(mine[1], reference[1], strict=True):
+        assert torch.allclose(got, expected, rtol=gradient_rtol, atol=1e-12)
 
 
 def test_mixed_softmax_without_a_pool_is_the_in_batch_loss():
